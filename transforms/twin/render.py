@@ -1,0 +1,170 @@
+"""Front-camera rendering for the twin: ray casting through the clip's own f-theta intrinsics.
+
+Each pixel's ray is computed once per clip from the intrinsics and extrinsics the clip ships
+(the same numbers `physical_ai_av`'s `FThetaCameraModel` reads back), then intersected per frame
+with a flat ground (road surface, lane markings, stop lines, verges) and with the other vehicles'
+boxes. The result is a crude but geometrically true image: a lane line sits where the camera
+would see it, a lead car grows as the gap closes, the horizon tilts with nothing but the mounting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from transforms.twin.world import World
+
+FOV_DEG = 120.0
+CAMERA_XYZ_RIG_M = (1.9, 0.0, 1.45)  # behind the windscreen, above the front axle
+CAMERA_PITCH_DOWN_DEG = 3.0
+MAX_RANGE_M = 300.0
+
+SKY_TOP = np.array([95, 140, 205], np.float32)
+SKY_HORIZON = np.array([200, 215, 230], np.float32)
+HAZE = np.array([190, 200, 210], np.float32)
+ASPHALT = np.array([88, 88, 92], np.float32)
+SHOULDER = np.array([120, 112, 100], np.float32)
+GRASS = np.array([72, 118, 56], np.float32)
+WHITE = np.array([235, 235, 235], np.float32)
+YELLOW = np.array([225, 190, 50], np.float32)
+
+
+@dataclass(frozen=True)
+class FThetaCamera:
+    """An f-theta camera as PAI stores it: r(θ) = Σ fw_i θ^i and θ(r) = Σ bw_i r^i, in pixels."""
+
+    width: int
+    height: int
+    cx: float
+    cy: float
+    fw_poly: tuple[float, ...]  # 5 coefficients
+    bw_poly: tuple[float, ...]  # 5 coefficients
+    quat_xyzw: tuple[float, float, float, float]  # sensor (optical) -> rig
+    xyz_m: tuple[float, float, float]
+
+    @classmethod
+    def front_wide(cls, width: int, height: int, rng: np.random.Generator) -> FThetaCamera:
+        """A 120° f-theta lens like the Hyperion front-wide camera, slightly varied per clip."""
+        half_fov = np.deg2rad(FOV_DEG / 2)
+        k3 = -0.02 * (1 + 0.2 * rng.standard_normal())
+        f = (width / 2) / (half_fov * (1 + k3 * half_fov**2))
+        fw = (0.0, f, 0.0, f * k3, 0.0)
+        theta = np.linspace(0, 1.25 * half_fov, 400)
+        r = np.polynomial.polynomial.polyval(theta, fw)
+        bw = tuple(float(c) for c in np.polynomial.polynomial.polyfit(r, theta, 4))
+        cx = width / 2 - 0.5 + rng.normal(0, width * 0.002)
+        cy = height / 2 - 0.5 + rng.normal(0, height * 0.002)
+        pitch = np.deg2rad(CAMERA_PITCH_DOWN_DEG + rng.normal(0, 0.3))
+        yaw = np.deg2rad(rng.normal(0, 0.3))
+        optical_to_rig = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+        rot = Rotation.from_euler("zy", [yaw, pitch]).as_matrix() @ optical_to_rig
+        q = Rotation.from_matrix(rot).as_quat()
+        xyz = tuple(float(v) for v in np.add(CAMERA_XYZ_RIG_M, rng.normal(0, 0.02, 3)))
+        return cls(width, height, float(cx), float(cy), tuple(float(v) for v in fw), bw,
+                   tuple(float(v) for v in q), xyz)  # type: ignore[arg-type]
+
+    def rays_rig(self) -> np.ndarray:
+        """(H*W, 3) unit rays of the pixel centres in the rig frame (x forward, y left, z up)."""
+        u, v = np.meshgrid(np.arange(self.width) + 0.5, np.arange(self.height) + 0.5)
+        p = np.stack([u.ravel() - self.cx, v.ravel() - self.cy], -1)
+        r = np.maximum(np.linalg.norm(p, axis=-1), 1e-9)
+        th = np.polynomial.polynomial.polyval(r, self.bw_poly)
+        ray_opt = np.stack([np.sin(th) * p[:, 0] / r, np.sin(th) * p[:, 1] / r, np.cos(th)], -1)
+        return ray_opt @ Rotation.from_quat(self.quat_xyzw).as_matrix().T
+
+
+def _mark(d: np.ndarray, centre: float, half_width: float) -> np.ndarray:
+    return np.abs(d - centre) < half_width
+
+
+def _ground_colour(world: World, s: np.ndarray, d: np.ndarray) -> np.ndarray:
+    road = world.road
+    w = road.lane_width_m
+    col = np.empty((len(s), 3), np.float32)
+    on_road = (d > road.right_edge_d) & (d < road.left_edge_d)
+    shoulder = ~on_road & (d > road.right_edge_d - 1.2) & (d < road.left_edge_d + 1.2)
+    col[:] = GRASS
+    col[shoulder] = SHOULDER
+    # faint longitudinal patches so that motion is visible on the asphalt itself
+    patch = (np.floor(s / 7.0).astype(np.int64) * 2654435761 % 7).astype(np.float32) - 3.0
+    col[on_road] = ASPHALT + patch[on_road, None] * 1.5
+    half = 0.075
+    white = _mark(d, road.right_edge_d + 0.1, half) | _mark(d, road.left_edge_d - 0.1, half)
+    dashes = np.mod(s, 12.0) < 3.0
+    for i in range(1, road.n_lanes):
+        white |= _mark(d, (i - 0.5) * w, half) & dashes
+    for s_line in road.stop_lines_s_m:
+        white |= (s > s_line) & (s < s_line + 0.5) & (d > road.right_edge_d) & (d < road.divider_d)
+    yellow = _mark(d, road.divider_d - 0.12, half) | _mark(d, road.divider_d + 0.12, half)
+    col[white] = WHITE
+    col[yellow] = YELLOW
+    return col
+
+
+def render_frames(world: World, cam: FThetaCamera, frame_times_us: np.ndarray) -> Iterator[np.ndarray]:
+    """Yield (H, W, 3) uint8 RGB frames of the front camera at the given clip times."""
+    rays = rays_rig = cam.rays_rig()
+    n = len(rays)
+    cam_xyz = np.asarray(cam.xyz_m)
+    # Elevation-graded sky, fixed per clip (the camera does not pitch with the flat road).
+    elev = np.clip(rays_rig[:, 2], 0, 1)[:, None]
+    sky = (SKY_HORIZON + (SKY_TOP - SKY_HORIZON) * np.sqrt(elev)).astype(np.float32)
+    # Ground hits are fixed in the rig frame too: compute them once, move them per frame.
+    down = rays[:, 2] < -1e-4
+    t_ground = np.full(n, np.inf)
+    t_ground[down] = -cam_xyz[2] / rays[down, 2]
+    t_ground[t_ground > MAX_RANGE_M] = np.inf
+    ground = np.isfinite(t_ground)
+    g_rig = cam_xyz[None, :2] + t_ground[ground, None] * rays[ground, :2]
+    fog = (1 - np.exp(-t_ground[ground] / 220.0)).astype(np.float32)[:, None]
+
+    e = world.ego
+    t_e = e.t_us.astype(np.float64)
+    yaw_e = np.unwrap(e.yaw_rad)
+    for t_us in np.asarray(frame_times_us, np.float64):
+        ex, ey, eyaw = np.interp(t_us, t_e, e.x_m), np.interp(t_us, t_e, e.y_m), np.interp(t_us, t_e, yaw_e)
+        es = np.interp(t_us, t_e, e.s_m)
+        c, s_ = np.cos(eyaw), np.sin(eyaw)
+        gx = ex + c * g_rig[:, 0] - s_ * g_rig[:, 1]
+        gy = ey + s_ * g_rig[:, 0] + c * g_rig[:, 1]
+        gs, gd = world.road.xy_to_frenet(gx, gy, es + g_rig[:, 0])
+        img = sky.copy()
+        img[ground] = _ground_colour(world, gs, gd) * (1 - fog) + HAZE * fog
+        depth = t_ground.copy()
+
+        # vehicles: exact ray/box (slab) intersection in each box's own frame
+        origin = np.array([ex + c * cam_xyz[0] - s_ * cam_xyz[1], ey + s_ * cam_xyz[0] + c * cam_xyz[1], cam_xyz[2]])
+        dirs = np.c_[c * rays[:, 0] - s_ * rays[:, 1], s_ * rays[:, 0] + c * rays[:, 1], rays[:, 2]]
+        for tr in world.tracks:
+            tx, ty = np.interp(t_us, t_e, tr.x_m), np.interp(t_us, t_e, tr.y_m)
+            if np.hypot(tx - ex, ty - ey) > MAX_RANGE_M:
+                continue
+            tyaw = np.interp(t_us, t_e, np.unwrap(tr.yaw_rad))
+            cb, sb = np.cos(-tyaw), np.sin(-tyaw)
+            o = np.array([cb * (origin[0] - tx) - sb * (origin[1] - ty), sb * (origin[0] - tx) + cb * (origin[1] - ty),
+                          origin[2] - tr.height_m / 2])
+            dl = np.c_[cb * dirs[:, 0] - sb * dirs[:, 1], sb * dirs[:, 0] + cb * dirs[:, 1], dirs[:, 2]]
+            half = np.array([tr.length_m / 2, tr.width_m / 2, tr.height_m / 2])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t1 = (-half - o) / dl
+                t2 = (half - o) / dl
+            tnear3 = np.minimum(t1, t2)
+            tnear = np.nanmax(tnear3, axis=1)
+            tfar = np.nanmin(np.maximum(t1, t2), axis=1)
+            hit = (tfar >= np.maximum(tnear, 0)) & (tnear > 0) & (tnear < depth)
+            if not hit.any():
+                continue
+            face = np.nanargmax(tnear3[hit], axis=1)  # 0: front/back, 1: side, 2: roof
+            z_hit = o[2] + tnear[hit] * dl[hit, 2] + half[2]
+            shade = np.array([0.85, 0.65, 1.0], np.float32)[face]
+            colour = np.asarray(tr.color_rgb, np.float32)[None, :] * shade[:, None]
+            glass = (z_hit > 0.55 * tr.height_m) & (face < 2) & (tr.label_class != "truck")
+            colour[glass] = np.array([40, 50, 60], np.float32)
+            colour[z_hit < 0.35] *= 0.35  # wheels and the shadow under the body
+            f = (1 - np.exp(-tnear[hit] / 220.0)).astype(np.float32)[:, None]
+            img[hit] = colour * (1 - f) + HAZE * f
+            depth[hit] = tnear[hit]
+        yield np.clip(img, 0, 255).astype(np.uint8).reshape(cam.height, cam.width, 3)
