@@ -1,0 +1,84 @@
+"""The lakehouse's tables: one pyarrow schema constant each, partitioned by chunk.
+
+Timestamps are int64 microseconds (PAI's own convention); a timezone-naive pa.timestamp would
+silently upgrade the Delta protocol to reader 3 / writer 7, which older delta-spark cannot read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pyarrow as pa
+
+Layer = Literal["bronze", "silver", "gold", "eval", "qa"]
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    layer: Layer
+    schema: pa.Schema
+    partition_by: tuple[str, ...] = ("chunk",)
+    key: tuple[str, ...] = ()  # unique per row: checked on write, used to sort for comparisons
+
+    def __post_init__(self) -> None:
+        missing = [c for c in (*self.partition_by, *self.key) if c not in self.schema.names]
+        assert not missing, f"{self.name}: partition/key columns {missing} not in schema"
+
+
+def _s(*fields: tuple[str, pa.DataType] | pa.Field) -> pa.Schema:
+    return pa.schema([f if isinstance(f, pa.Field) else pa.field(f[0], f[1], nullable=True) for f in fields])
+
+
+def _req(name: str, typ: pa.DataType) -> pa.Field:
+    return pa.field(name, typ, nullable=False)
+
+
+CHUNKS = Table(
+    "chunks", "bronze",
+    _s(_req("chunk", pa.string()), _req("feature", pa.string()), _req("path", pa.string()),
+       ("local_path", pa.string()), _req("bytes", pa.int64()), _req("sha256", pa.string()),
+       _req("source", pa.string()), ("revision", pa.string())),
+    key=("chunk", "path"),
+)
+
+CLIPS = Table(
+    "clips", "silver",
+    _s(_req("chunk", pa.string()), _req("clip_id", pa.string()), ("split", pa.string()),
+       ("country", pa.string()), ("platform_class", pa.string()), ("month", pa.int64()),
+       ("hour_of_day", pa.int64()), ("duration_s", pa.float64()), ("frame_count", pa.int64()),
+       ("fps", pa.float64()), ("egomotion_hz", pa.float64()), ("egomotion_start_us", pa.int64()),
+       ("egomotion_end_us", pa.int64()), ("camera_start_us", pa.int64()), ("camera_end_us", pa.int64()),
+       ("image_width", pa.int64()), ("image_height", pa.int64()),
+       ("has_front_camera", pa.bool_()), ("has_egomotion", pa.bool_()), ("has_calibration", pa.bool_()),
+       ("has_lidar", pa.bool_()), ("has_radar", pa.bool_()),
+       _req("status", pa.string()), ("status_reason", pa.string())),
+    key=("clip_id",),
+)
+
+EGOMOTION = Table(
+    "egomotion", "silver",
+    _s(_req("chunk", pa.string()), _req("clip_id", pa.string()), _req("timestamp", pa.int64()),
+       ("qx", pa.float64()), ("qy", pa.float64()), ("qz", pa.float64()), ("qw", pa.float64()),
+       ("x", pa.float64()), ("y", pa.float64()), ("z", pa.float64()),
+       ("vx", pa.float64()), ("vy", pa.float64()), ("vz", pa.float64()),
+       ("ax", pa.float64()), ("ay", pa.float64()), ("az", pa.float64()), ("curvature", pa.float64())),
+    key=("clip_id", "timestamp"),
+)
+
+FRAMES = Table(
+    "frames", "silver",
+    _s(_req("chunk", pa.string()), _req("clip_id", pa.string()), _req("frame_index", pa.int64()),
+       _req("timestamp_us", pa.int64()), ("x_m", pa.float64()), ("y_m", pa.float64()),
+       ("yaw_rad", pa.float64()), ("speed_mps", pa.float64())),
+    key=("clip_id", "frame_index"),
+)
+
+QUARANTINE = Table(
+    "quarantine", "qa",
+    _s(_req("chunk", pa.string()), _req("clip_id", pa.string()), _req("stage", pa.string()),
+       _req("kind", pa.string()), _req("reason", pa.string())),
+)
+
+ALL_TABLES = (CHUNKS, CLIPS, EGOMOTION, FRAMES, QUARANTINE)

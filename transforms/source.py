@@ -1,0 +1,311 @@
+"""Where PAI chunks come from: the offline twin, a local mirror, or the Hugging Face hub.
+
+All three hand back the same thing, a `ChunkFiles`: local paths for the dataset's metadata files
+and one chunk's feature files, keyed by their repo paths. Everything downstream reads only that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from transforms import pai_layout as L
+from transforms.twin.writer import TwinConfig, chunk_is_written, write_metadata, write_twin
+
+log = logging.getLogger(__name__)
+
+SHA40 = re.compile(r"^[0-9a-f]{40}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class SourceError(RuntimeError):
+    """A source cannot deliver what was asked; the message says what to do about it."""
+
+
+@dataclass(frozen=True)
+class ChunkFiles:
+    chunk_id: int
+    source: str  # twin | mirror | hub
+    revision: str
+    files: dict[str, Path]  # repo path -> local file (metadata + this chunk's feature files)
+    features: dict[str, L.Feature]
+
+    def path(self, repo_path: str) -> Path:
+        try:
+            return self.files[repo_path]
+        except KeyError:
+            raise SourceError(f"{repo_path} was not fetched for chunk {self.chunk_id} from {self.source}") from None
+
+    def feature_path(self, feature: str) -> Path:
+        if feature not in self.features:
+            raise SourceError(f"feature {feature!r} is not in this dataset's features.csv")
+        return self.path(self.features[feature].path(self.chunk_id))
+
+
+def sha256_of(path: Path, block: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _chunks_in_clip_index(path: Path) -> list[int]:
+    return sorted(int(c) for c in pd.read_parquet(path, columns=["chunk"])["chunk"].unique())
+
+
+def _repo_paths(features: dict[str, L.Feature], chunk_id: int, wanted: tuple[str, ...]) -> list[str]:
+    missing = [f for f in wanted if f not in features]
+    if missing:
+        raise SourceError(f"features {missing} are not listed in features.csv; is this a PAI dataset?")
+    return [features[f].path(chunk_id) for f in wanted]
+
+
+class Source(ABC):
+    name: str
+    revision: str
+
+    @abstractmethod
+    def list_chunks(self) -> list[int]:
+        """Chunk ids available at this source (for discovery)."""
+
+    @abstractmethod
+    def fetch_chunk(self, chunk_id: int, features: tuple[str, ...] = L.REQUIRED_FEATURES) -> ChunkFiles:
+        """Make the metadata and the chunk's feature files local; verify them; return their paths."""
+
+
+class LocalDirSource(Source):
+    """A directory holding files at their repo paths: a mirror, or the twin once written."""
+
+    name = "mirror"
+
+    def __init__(self, root: str | Path, revision: str = "local") -> None:
+        self.root = Path(root)
+        self.revision = revision
+
+    def _require(self, rel: str) -> Path:
+        p = self.root / rel
+        if not p.is_file():
+            raise SourceError(f"{p} is missing: the {self.name} source at {self.root} does not hold {rel}")
+        return p
+
+    def list_chunks(self) -> list[int]:
+        features = L.load_features_csv(str(self._require("features.csv")))
+        chunks = _chunks_in_clip_index(self._require("clip_index.parquet"))
+        # a mirror may hold only some chunks: offer those whose required files are all there
+        return [c for c in chunks if all((self.root / p).is_file() for p in _repo_paths(features, c, L.REQUIRED_FEATURES))]
+
+    def fetch_chunk(self, chunk_id: int, features: tuple[str, ...] = L.REQUIRED_FEATURES) -> ChunkFiles:
+        meta = {rel: self._require(rel) for rel in ("features.csv", "clip_index.parquet")}
+        for rel in L.METADATA_FILES[2:]:
+            if (self.root / rel).is_file():
+                meta[rel] = self.root / rel
+        if "metadata/feature_presence.parquet" not in meta and (self.root / "metadata/sensor_presence.parquet").is_file():
+            meta["metadata/sensor_presence.parquet"] = self.root / "metadata/sensor_presence.parquet"
+        feats = L.load_features_csv(str(meta["features.csv"]))
+        known = _chunks_in_clip_index(meta["clip_index.parquet"])
+        if chunk_id not in known:
+            raise SourceError(f"unknown chunk {chunk_id}: {self.root}/clip_index.parquet lists chunks "
+                              f"{known[:5]}{'...' if len(known) > 5 else ''} ({len(known)} in all)")
+        files = {**meta, **{rel: self._require(rel) for rel in _repo_paths(feats, chunk_id, features)}}
+        return ChunkFiles(chunk_id, self.name, self.revision, files, feats)
+
+
+class TwinSource(LocalDirSource):
+    """The offline twin: chunks are generated on first use, deterministically from the config."""
+
+    name = "twin"
+
+    def __init__(self, root: str | Path, config: TwinConfig) -> None:
+        super().__init__(root, revision=f"twin-{config.config_hash()}")
+        self.config = config
+
+    def list_chunks(self) -> list[int]:
+        return list(range(self.config.chunks))
+
+    def fetch_chunk(self, chunk_id: int, features: tuple[str, ...] = L.REQUIRED_FEATURES) -> ChunkFiles:
+        if not 0 <= chunk_id < self.config.chunks:
+            raise SourceError(f"unknown chunk {chunk_id}: the twin has chunks 0..{self.config.chunks - 1} "
+                              "(raise FLYWHEEL_TWIN_CHUNKS for more)")
+        if not (self.root / "features.csv").is_file():
+            write_metadata(self.root, self.config)
+        if not chunk_is_written(self.root, chunk_id):
+            log.info("twin: generating chunk %d under %s", chunk_id, self.root)
+            write_twin(self.root, self.config, chunks=[chunk_id])
+        return super().fetch_chunk(chunk_id, features)
+
+
+def find_hf_snapshot(cache_dir: Path, revision: str | None, repo_id: str = L.REPO_ID) -> Path | None:
+    """The snapshot folder of a dataset in an HF cache, if `cache_dir` is one (else None)."""
+    repo_dir = Path(cache_dir) / f"datasets--{repo_id.replace('/', '--')}"
+    if not repo_dir.is_dir():
+        return None
+    rev = revision
+    if not rev or not SHA40.match(rev):
+        ref = repo_dir / "refs" / (rev or "main")
+        if not ref.is_file():
+            raise SourceError(f"HF cache {cache_dir} has no ref {rev or 'main'!r}: set FLYWHEEL_HF_REVISION to one of "
+                              f"{sorted(p.name for p in (repo_dir / 'snapshots').iterdir())}")
+        rev = ref.read_text().strip()
+    snap = repo_dir / "snapshots" / rev
+    if not snap.is_dir():
+        raise SourceError(f"HF cache {cache_dir} has no snapshot {rev}; set FLYWHEEL_HF_REVISION to a cached one")
+    return snap
+
+
+def mirror_source(root: str | Path, revision: str | None = None) -> LocalDirSource:
+    """A mirror is a plain PAI-layout directory or an HF cache holding the dataset."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SourceError(f"mirror directory {root} does not exist; set FLYWHEEL_MIRROR_DIR to a PAI copy or HF cache")
+    snap = find_hf_snapshot(root, revision)
+    if snap is not None:
+        return LocalDirSource(snap, revision=snap.name)
+    return LocalDirSource(root, revision=revision or "local")
+
+
+class HubSource(Source):
+    """The gated dataset on the Hugging Face hub, through huggingface_hub, at a pinned commit."""
+
+    name = "hub"
+
+    def __init__(self, revision: str, *, token: str | None = None, cache_dir: str | Path | None = None,
+                 repo_id: str = L.REPO_ID) -> None:
+        if not revision:
+            raise SourceError("the hub source needs FLYWHEEL_HF_REVISION pinned to a commit sha (40 hex); "
+                              "find one with `hf api` or the dataset page's 'History'")
+        if not SHA40.match(revision):
+            raise SourceError(f"FLYWHEEL_HF_REVISION={revision!r} is not a 40-hex commit sha; pin a commit so "
+                              "that re-runs read the same bytes (branches move)")
+        self.revision = revision
+        self.repo_id = repo_id
+        self.cache_dir = str(cache_dir) if cache_dir else None
+        self._token = token or None  # never logged, never stored in metadata
+
+    def __repr__(self) -> str:
+        return f"HubSource(repo_id={self.repo_id!r}, revision={self.revision!r}, token={'***' if self._token else None})"
+
+    @contextmanager
+    def _hub_errors(self, what: str) -> Iterator[None]:
+        """Turn huggingface_hub's exceptions into messages that say what to do."""
+        from huggingface_hub import errors
+
+        try:
+            yield
+        except errors.GatedRepoError as exc:
+            raise SourceError(f"access to {self.repo_id} is gated: accept the NVIDIA AV dataset license on "
+                              f"https://huggingface.co/datasets/{self.repo_id} with the account of HF_TOKEN") from exc
+        except errors.RepositoryNotFoundError as exc:
+            hint = "set HF_TOKEN to a token of an account that accepted the license" if not self._token else \
+                "check that HF_TOKEN is valid (hf auth whoami)"
+            raise SourceError(f"{self.repo_id} not reachable with the given credentials: {hint}") from exc
+        except errors.RevisionNotFoundError as exc:
+            raise SourceError(f"revision {self.revision} does not exist in {self.repo_id}; fix FLYWHEEL_HF_REVISION") from exc
+        # LocalEntryNotFoundError subclasses EntryNotFoundError: it must come first
+        except (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled) as exc:
+            raise SourceError(f"{what} is not in the HF cache and the hub is unreachable (offline, "
+                              "HF_HUB_OFFLINE=1, or no network); pre-fetch it or use FLYWHEEL_SOURCE=mirror") from exc
+        except errors.EntryNotFoundError as exc:
+            raise SourceError(f"{what} does not exist in {self.repo_id}@{self.revision[:10]}: unknown chunk or "
+                              "feature") from exc
+
+    def _download(self, repo_path: str) -> Path:
+        import huggingface_hub as hfh
+
+        with self._hub_errors(repo_path):
+            # hf_hub_download resumes partial downloads (.incomplete) and checks the etag itself
+            local = hfh.hf_hub_download(self.repo_id, repo_path, repo_type=L.REPO_TYPE, revision=self.revision,
+                                        cache_dir=self.cache_dir, token=self._token)
+        path = Path(local)
+        self._verify(path, repo_path)
+        return path
+
+    @staticmethod
+    def _verify(path: Path, repo_path: str) -> None:
+        # LFS files are stored in the cache under their sha256 (the etag): re-hash to catch bit rot
+        # or a truncated copy that a previous crash left behind.
+        blob = path.resolve().name
+        if SHA256.match(blob):
+            got = sha256_of(path)
+            if got != blob:
+                raise SourceError(f"{repo_path}: sha256 {got[:12]}... does not match the hub's {blob[:12]}...; delete "
+                                  f"{path.resolve()} and fetch again")
+
+    def list_chunks(self) -> list[int]:
+        return _chunks_in_clip_index(self._download("clip_index.parquet"))
+
+    def fetch_chunk(self, chunk_id: int, features: tuple[str, ...] = L.REQUIRED_FEATURES) -> ChunkFiles:
+        meta = {rel: self._download(rel) for rel in ("features.csv", "clip_index.parquet")}
+        known = _chunks_in_clip_index(meta["clip_index.parquet"])
+        if chunk_id not in known:
+            raise SourceError(f"unknown chunk {chunk_id}: {self.repo_id}@{self.revision[:10]} has chunks "
+                              f"{known[0]}..{known[-1]} ({len(known)})")
+        for rel in L.METADATA_FILES[2:]:
+            meta[rel] = self._download(rel)
+        feats = L.load_features_csv(str(meta["features.csv"]))
+        wanted = _repo_paths(feats, chunk_id, features)
+        if not is_offline_mode():
+            import huggingface_hub as hfh
+
+            # one parallel, resumable transfer of the chunk's files (GBs); the per-file calls
+            # below then find them cached and only verify
+            with self._hub_errors(f"chunk {chunk_id}"):
+                hfh.snapshot_download(self.repo_id, repo_type=L.REPO_TYPE, revision=self.revision,
+                                      allow_patterns=allow_patterns(feats, [chunk_id], features),
+                                      cache_dir=self.cache_dir, token=self._token)
+        files = {**meta, **{rel: self._download(rel) for rel in wanted}}
+        return ChunkFiles(chunk_id, self.name, self.revision, files, feats)
+
+
+def is_offline_mode() -> bool:
+    import huggingface_hub as hfh
+
+    return bool(hfh.constants.HF_HUB_OFFLINE)
+
+
+def allow_patterns(features: dict[str, L.Feature], chunk_ids: list[int], wanted: tuple[str, ...]) -> list[str]:
+    """`snapshot_download(allow_patterns=...)` for some chunks: metadata plus each feature's files."""
+    return list(L.METADATA_FILES) + [p for c in chunk_ids for p in _repo_paths(features, c, wanted)]
+
+
+def write_hf_cache(dataset_dir: str | Path, cache_dir: str | Path, revision: str, *,
+                   repo_id: str = L.REPO_ID) -> Path:
+    """Lay out a PAI-layout directory as a Hugging Face hub cache at `revision`.
+
+    The structure is huggingface_hub's own (blobs/ named by etag, snapshots/<rev>/ symlinks,
+    refs/main), so `hf_hub_download(..., revision=rev)` with HF_HUB_OFFLINE=1 resolves from it:
+    for air-gapped clusters and for testing the hub path without the network.
+    """
+    if not SHA40.match(revision):
+        raise ValueError(f"revision must be a 40-hex commit sha, got {revision!r}")
+    src = Path(dataset_dir)
+    repo_dir = Path(cache_dir) / f"datasets--{repo_id.replace('/', '--')}"
+    (repo_dir / "blobs").mkdir(parents=True, exist_ok=True)
+    (repo_dir / "refs").mkdir(exist_ok=True)
+    (repo_dir / "refs" / "main").write_text(revision)
+    snap = repo_dir / "snapshots" / revision
+    for f in sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        rel = f.relative_to(src).as_posix()
+        data = f.read_bytes()
+        if f.suffix in (".zip", ".parquet", ".mp4"):
+            etag = hashlib.sha256(data).hexdigest()  # LFS: the etag is the sha256
+        else:
+            etag = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # git blob id
+        blob = repo_dir / "blobs" / etag
+        if not blob.exists():
+            blob.write_bytes(data)
+        link = snap / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    return snap

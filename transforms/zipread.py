@@ -1,0 +1,115 @@
+"""Reading PAI chunk zips defensively: salvage after truncation, refuse unsafe names, verify CRCs.
+
+A chunk zip is a GB-sized download; a partial copy has lost its central directory (it lives at
+the end of the file) but still holds complete members up to the cut. `ZipMembers` reads a
+healthy zip with `zipfile` and, failing that, walks the local file headers to recover every
+complete member, so one bad download costs the clips past the cut, not the whole chunk.
+Members are only ever read into memory: a name like `../x` is reported, never extracted.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+_LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
+_LOCAL_SIG = 0x04034B50
+
+
+class ChunkUnreadableError(RuntimeError):
+    """A whole chunk file cannot be read: the run must fail and name it."""
+
+
+class MemberError(Exception):
+    """One member is missing, truncated or corrupt: its clip is quarantined, the chunk goes on."""
+
+
+def is_unsafe_member_name(name: str) -> bool:
+    p = PurePosixPath(name)
+    return p.is_absolute() or ".." in p.parts or "\\" in name or ":" in name
+
+
+class ZipMembers:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.notes: list[str] = []  # chunk-level observations for the log and the metadata
+        self._zf: zipfile.ZipFile | None = None
+        self._salvaged: dict[str, tuple[int, int, int, int, int] | None] = {}
+        try:
+            self._zf = zipfile.ZipFile(self.path)
+            self.names = self._zf.namelist()
+        except (zipfile.BadZipFile, OSError) as exc:
+            self._salvaged = _scan_local_headers(self.path)
+            if not self._salvaged:
+                raise ChunkUnreadableError(
+                    f"{self.path}: not a readable zip ({exc}) and no member could be salvaged; delete it and "
+                    "fetch the chunk again") from exc
+            complete = sum(v is not None for v in self._salvaged.values())
+            self.notes.append(f"{self.path.name}: central directory unreadable ({exc}); salvaged {complete} complete "
+                              f"members of {len(self._salvaged)} from local headers")
+            self.names = list(self._salvaged)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names
+
+    def read(self, name: str) -> bytes:
+        if name not in self.names:
+            raise MemberError(f"member {name} missing from {self.path.name}")
+        if self._zf is not None:
+            try:
+                return self._zf.read(name)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+                raise MemberError(f"member {name} of {self.path.name} is corrupt ({exc})") from exc
+        entry = self._salvaged[name]
+        if entry is None:
+            raise MemberError(f"member {name} of {self.path.name} is truncated (partial download)")
+        offset, csize, usize, method, crc = entry
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            raw = f.read(csize)
+        try:
+            data = raw if method == 0 else zlib.decompressobj(-15).decompress(raw)
+        except zlib.error as exc:
+            raise MemberError(f"member {name} of {self.path.name} is corrupt ({exc})") from exc
+        if len(data) != usize or zlib.crc32(data) != crc:
+            raise MemberError(f"member {name} of {self.path.name} fails its CRC check (corrupt)")
+        return data
+
+    def open(self, name: str) -> BinaryIO:
+        """A seekable stream of a member; for stored members of a healthy zip, without copying."""
+        if self._zf is not None and name in self.names:
+            info = self._zf.getinfo(name)
+            if info.compress_type == zipfile.ZIP_STORED:
+                return self._zf.open(name)  # seekable in place; CRC is checked on a full read
+        return io.BytesIO(self.read(name))
+
+    def close(self) -> None:
+        if self._zf is not None:
+            self._zf.close()
+
+
+def _scan_local_headers(path: Path) -> dict[str, tuple[int, int, int, int, int] | None]:
+    """name -> (data offset, compressed size, size, method, crc), or None when cut off."""
+    data = Path(path).read_bytes()
+    found: dict[str, tuple[int, int, int, int, int] | None] = {}
+    pos = data.find(b"PK\x03\x04")
+    while 0 <= pos and pos + _LOCAL_HEADER.size <= len(data):
+        sig, _ver, flags, method, _t, _d, crc, csize, usize, nlen, xlen = _LOCAL_HEADER.unpack_from(data, pos)
+        if sig != _LOCAL_SIG or method not in (0, 8) or flags & 0x08:
+            # data descriptors carry the sizes after the data: no safe way to find the end
+            pos = data.find(b"PK\x03\x04", pos + 4)
+            continue
+        name = data[pos + 30: pos + 30 + nlen].decode("utf-8", "replace")
+        start = pos + 30 + nlen + xlen
+        if start + csize > len(data):
+            found[name] = None
+            break
+        found[name] = (start, csize, usize, method, crc)
+        pos = start + csize
+        if data[pos: pos + 4] != b"PK\x03\x04":
+            pos = data.find(b"PK\x03\x04", pos)
+    return found
