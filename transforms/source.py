@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from transforms import pai_layout as L
 from transforms.twin.writer import TwinConfig, chunk_is_written, write_metadata, write_twin
@@ -309,3 +310,33 @@ def write_hf_cache(dataset_dir: str | Path, cache_dir: str | Path, revision: str
             link.unlink()
         link.symlink_to(os.path.relpath(blob, link.parent))
     return snap
+
+
+def _feature_of(repo_path: str, features: dict[str, L.Feature], chunk_id: int) -> str:
+    for name, feat in features.items():
+        if feat.path(chunk_id) == repo_path:
+            return name
+    return "metadata"
+
+
+def chunk_manifest(files: ChunkFiles, *, chunk: str) -> pa.Table:
+    """Bronze `chunks` rows: one per file the chunk needs, with size and sha256 as fetched."""
+    rows = [{"chunk": chunk, "feature": _feature_of(rel, files.features, files.chunk_id), "path": rel,
+             "local_path": str(local), "bytes": local.stat().st_size, "sha256": sha256_of(local),
+             "source": files.source, "revision": files.revision}
+            for rel, local in sorted(files.files.items())]
+    return pa.Table.from_pylist(rows)
+
+
+def chunk_files_from_manifest(manifest: pa.Table, chunk_id: int) -> ChunkFiles:
+    """Rebuild a chunk's `ChunkFiles` from its bronze rows, checking the files are still there."""
+    if manifest.num_rows == 0:
+        raise SourceError(f"no `chunks` rows for chunk {chunk_id}: materialize raw_chunks for it first")
+    rows = manifest.to_pylist()
+    files = {r["path"]: Path(r["local_path"]) for r in rows}
+    gone = [str(p) for p in files.values() if not p.is_file()]
+    if gone:
+        raise SourceError(f"files of chunk {chunk_id} listed in the lake are gone ({gone[:2]}...): "
+                          "re-materialize raw_chunks for it")
+    feats = L.load_features_csv(str(files["features.csv"]))
+    return ChunkFiles(chunk_id, rows[0]["source"], rows[0]["revision"] or "", files, feats)

@@ -1,0 +1,21 @@
+"""Small helpers for asset metadata (previews), shared by the asset modules."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pyarrow as pa
+
+
+def preview(table: pa.Table, n: int = 5, columns: list[str] | None = None) -> dg.MarkdownMetadataValue:
+    """The first rows of a table as a markdown table (floats shortened)."""
+    t = table.select(columns) if columns else table
+    rows = t.slice(0, n).to_pylist()
+    if not rows:
+        return dg.MetadataValue.md("*(no rows)*")
+
+    def fmt(v: object) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    head = "| " + " | ".join(t.column_names) + " |\n|" + "---|" * len(t.column_names) + "\n"
+    return dg.MetadataValue.md(head + "\n".join("| " + " | ".join(fmt(r[c]) for c in t.column_names) + " |"
+                                                for r in rows))

@@ -1,0 +1,57 @@
+"""Bronze and silver assets: fetch a chunk (raw_chunks), then index it (clip_index, egomotion, frames)."""
+
+
+import dagster as dg
+import pyarrow.compute as pc
+
+from dagster_project.assets._meta import preview
+from dagster_project.partitions import chunks
+from dagster_project.resources import LakeResource, PAISourceResource
+from lake import tables as T
+from transforms.index import STAGE, index_chunk
+from transforms.pai_layout import chunk_id_of
+from transforms.source import chunk_files_from_manifest, chunk_manifest
+
+
+@dg.asset(partitions_def=chunks, group_name="ingest", kinds={"delta"},
+          retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL))
+def raw_chunks(context: dg.AssetExecutionContext, lake: LakeResource, source: PAISourceResource) -> dg.MaterializeResult:
+    """A chunk's files made local (twin: generated; mirror: located; hub: downloaded) and verified."""
+    key = context.partition_key
+    files = source.source().fetch_chunk(chunk_id_of(key))
+    manifest = chunk_manifest(files, chunk=key)
+    version = lake.overwrite_partition(T.CHUNKS, manifest, chunk=key)
+    return dg.MaterializeResult(metadata={
+        "files": manifest.num_rows, "bytes": int(pc.sum(manifest.column("bytes")).as_py()),
+        "source": files.source, "revision": files.revision, "delta_version": version,
+        "preview": preview(manifest, 10, ["feature", "path", "bytes", "sha256"])})
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec("clip_index", deps=["raw_chunks"], kinds={"delta"}, group_name="index",
+                     description="Silver `clips`: one row per clip (split, place, durations, rates, presence, status)."),
+        dg.AssetSpec("egomotion", deps=["raw_chunks"], kinds={"delta"}, group_name="index",
+                     description="Silver `egomotion`: one row per pose sample, as in the file."),
+        dg.AssetSpec("frames", deps=["raw_chunks"], kinds={"delta"}, group_name="index",
+                     description="Silver `frames`: one row per front-wide frame with the ego pose at its time."),
+    ],
+    partitions_def=chunks,
+)
+def chunk_index(context: dg.AssetExecutionContext, lake: LakeResource):  # noqa: ANN201 (a generator of results)
+    """Index a chunk in one pass over its files; bad clips go to `quarantine`, the rest are indexed."""
+    key = context.partition_key
+    files = chunk_files_from_manifest(lake.read(T.CHUNKS, chunk=key), chunk_id_of(key))
+    ok = lake.read(T.CLIPS, where={"status": "ok"})
+    known = dict(zip(ok.column("clip_id").to_pylist(), ok.column("chunk").to_pylist(), strict=True))
+    ix = index_chunk(files, chunk=key, known_clips=known)
+    counts = ix.counts()
+    lake.overwrite_partition(T.QUARANTINE, ix.quarantine_table(key), chunk=key, extra={"stage": STAGE})
+    for asset, table, data in (("clip_index", T.CLIPS, ix.clips), ("egomotion", T.EGOMOTION, ix.egomotion),
+                               ("frames", T.FRAMES, ix.frames)):
+        version = lake.overwrite_partition(table, data, chunk=key)
+        yield dg.MaterializeResult(asset_key=asset, metadata={
+            "rows": data.num_rows, "delta_version": version, **counts,
+            "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in ix.notes) or "none"),
+            "preview": preview(data, 5, None if asset != "clip_index" else
+                               ["clip_id", "split", "duration_s", "frame_count", "status", "status_reason"])})

@@ -1,0 +1,24 @@
+"""The flywheel's code location: assets, partitions, discovery, resources per deployment."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from dagster_project.assets import ingest
+from dagster_project.resources import resources_from_env
+from dagster_project.sensors import new_chunks
+
+DEPLOYMENT = os.environ.get("FLYWHEEL_DEPLOYMENT", "local")
+# `local` reads the FLYWHEEL_* environment (twin source, embedded lake by default); a cluster
+# deployment sets the same variables (FLYWHEEL_SOURCE=hub, FLYWHEEL_LAKE=s3://... ) for its pods.
+RESOURCES_BY_DEPLOYMENT = {"local": resources_from_env}
+if DEPLOYMENT not in RESOURCES_BY_DEPLOYMENT:
+    raise ValueError(f"FLYWHEEL_DEPLOYMENT={DEPLOYMENT!r}: choose one of {sorted(RESOURCES_BY_DEPLOYMENT)}")
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([ingest]),
+    sensors=[new_chunks],
+    resources=RESOURCES_BY_DEPLOYMENT[DEPLOYMENT](),
+)

@@ -1,0 +1,66 @@
+"""Dagster resources: the lake and the PAI source, configured like the environment contract."""
+
+
+import dagster as dg
+import pyarrow as pa
+
+from flywheel.settings import Settings
+from lake import io
+from lake.tables import Table
+from transforms.source import Source
+from transforms.twin.writer import TwinConfig
+
+
+class LakeResource(dg.ConfigurableResource):
+    """The Delta lakehouse root (embedded engine: delta-rs)."""
+
+    root: str = "./lakehouse"
+
+    def read(self, table: Table, *, chunk: str | None = None, where: dict[str, str] | None = None) -> pa.Table:
+        return io.read(self.root, table, chunk=chunk, where=where)
+
+    def overwrite_partition(self, table: Table, data: pa.Table, *, chunk: str,
+                            extra: dict[str, str] | None = None) -> int:
+        return io.overwrite_partition(self.root, table, data, chunk=chunk, extra=extra)
+
+
+class PAISourceResource(dg.ConfigurableResource):
+    """Where chunks come from: `twin` (offline default), `mirror` or `hub`."""
+
+    kind: str = "twin"
+    mirror_dir: str = ""
+    hf_revision: str = ""
+    hf_cache: str = ""
+    hf_token: str | None = None  # give it as dg.EnvVar("HF_TOKEN"): the UI then shows the name only
+    twin_dir: str = "./data/twin"
+    twin_chunks: int = 2
+    twin_clips: int = 4
+    twin_seed: int = 0
+    twin_width: int = 256
+    twin_height: int = 144
+    twin_seconds: float = 20.0
+
+    def settings(self) -> Settings:
+        return Settings(
+            source=self.kind, mirror_dir=self.mirror_dir, hf_revision=self.hf_revision,  # type: ignore[arg-type]
+            hf_cache=self.hf_cache, hf_token=self.hf_token or "", twin_dir=self.twin_dir,
+            twin=TwinConfig(chunks=self.twin_chunks, clips_per_chunk=self.twin_clips, seed=self.twin_seed,
+                            width=self.twin_width, height=self.twin_height, seconds=self.twin_seconds))
+
+    def source(self) -> Source:
+        return self.settings().make_source()
+
+
+def resources_from_env() -> dict[str, dg.ConfigurableResource]:
+    """The `local` deployment: everything from the FLYWHEEL_* environment (see flywheel/settings.py)."""
+    s = Settings.from_env()
+    import os
+
+    return {
+        "lake": LakeResource(root=s.lake),
+        "source": PAISourceResource(
+            kind=s.source, mirror_dir=s.mirror_dir, hf_revision=s.hf_revision, hf_cache=s.hf_cache,
+            hf_token=dg.EnvVar("HF_TOKEN") if os.environ.get("HF_TOKEN") else None, twin_dir=s.twin_dir,
+            twin_chunks=s.twin.chunks, twin_clips=s.twin.clips_per_chunk, twin_seed=s.twin.seed,
+            twin_width=s.twin.width, twin_height=s.twin.height, twin_seconds=s.twin.seconds),
+    }

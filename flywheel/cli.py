@@ -1,0 +1,154 @@
+"""`flywheel`: the project's command line.
+
+  flywheel twin --out DIR [--chunks N --clips M --seed S --width W --height H --seconds T]
+                [--hf-cache DIR --revision SHA]     write an offline PAI twin (optionally as an HF cache)
+  flywheel discover                                 register the source's chunks as Dagster partitions
+  flywheel materialize --select A,B [--partition chunk_0000|all]
+                                                    run `dagster asset materialize` per partition
+  flywheel tables                                   row counts of the lake's tables
+  flywheel demo                                     discover + materialize the graph + print the tables
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from flywheel.settings import Settings
+
+INGEST_ASSETS = "raw_chunks,clip_index,egomotion,frames"
+
+
+def _instance():  # noqa: ANN202 (DagsterInstance; dagster is imported lazily to keep `twin` fast)
+    from dagster import DagsterInstance
+
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        raise SystemExit("DAGSTER_HOME is not set: export DAGSTER_HOME=<a directory> (e.g. $PWD/.dagster_home) so "
+                         "partitions and runs persist between commands")
+    Path(home).mkdir(parents=True, exist_ok=True)
+    return DagsterInstance.get()
+
+
+def cmd_twin(args: argparse.Namespace) -> int:
+    from transforms.source import write_hf_cache
+    from transforms.twin.writer import TwinConfig, write_twin
+
+    cfg = TwinConfig(chunks=args.chunks, clips_per_chunk=args.clips, seed=args.seed, width=args.width,
+                     height=args.height, seconds=args.seconds)
+    t = time.perf_counter()
+    root = write_twin(Path(args.out), cfg, overwrite=args.overwrite)
+    print(f"twin: {cfg.chunks} chunks x {cfg.clips_per_chunk} clips ({cfg.width}x{cfg.height}, {cfg.seconds:g} s) "
+          f"written to {root} in {time.perf_counter() - t:.1f} s")
+    if args.hf_cache:
+        snap = write_hf_cache(root, Path(args.hf_cache), args.revision)
+        print(f"twin: HF cache layout at {snap} (use HF_HUB_OFFLINE=1 FLYWHEEL_SOURCE=hub "
+              f"FLYWHEEL_HF_CACHE={args.hf_cache} FLYWHEEL_HF_REVISION={args.revision})")
+    return 0
+
+
+def discover(settings: Settings) -> list[str]:
+    """Register every chunk the configured source offers; returns the keys that were new."""
+    from dagster_project.partitions import CHUNKS_PARTITION
+    from transforms.pai_layout import chunk_key
+
+    instance = _instance()
+    keys = [chunk_key(c) for c in settings.make_source().list_chunks()]
+    known = set(instance.get_dynamic_partitions(CHUNKS_PARTITION))
+    new = [k for k in keys if k not in known]
+    if new:
+        instance.add_dynamic_partitions(CHUNKS_PARTITION, new)
+    return new
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    new = discover(settings)
+    print(f"discover: source={settings.source}: {len(new)} new chunk partitions {new}")
+    return 0
+
+
+def materialize(select: str, partitions: list[str]) -> None:
+    """One real Dagster run per partition, exactly what a user types (visible in the UI)."""
+    for key in partitions:
+        cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "dagster_project", "--select", select]
+        cmd += ["--partition", key] if key else []
+        print(f"materialize: {select} {key}", flush=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-8000:])
+            raise SystemExit(f"materialize failed for {select} {key} (exit {proc.returncode})")
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    from dagster_project.partitions import CHUNKS_PARTITION
+
+    keys = args.partition
+    if keys == ["all"]:
+        keys = sorted(_instance().get_dynamic_partitions(CHUNKS_PARTITION))
+    materialize(args.select, keys or [""])
+    return 0
+
+
+def table_counts(lake: str) -> dict[str, int]:
+    from lake import io
+    from lake.tables import ALL_TABLES
+
+    return {f"{t.layer}.{t.name}": io.read(lake, t, columns=[t.schema.names[0]]).num_rows for t in ALL_TABLES}
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    for name, n in table_counts(Settings.from_env().lake).items():
+        print(f"{name:28s} {n:>10,d}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job on the configured source (the twin by default): discover, then every chunk."""
+    from dagster_project.partitions import CHUNKS_PARTITION
+
+    settings = Settings.from_env()
+    t0 = time.perf_counter()
+    discover(settings)
+    keys = sorted(_instance().get_dynamic_partitions(CHUNKS_PARTITION))
+    materialize(INGEST_ASSETS, keys)
+    print(f"\ndemo: {len(keys)} chunks through {INGEST_ASSETS} in {time.perf_counter() - t0:.0f} s; lake at "
+          f"{Path(settings.lake).resolve()}")
+    return cmd_tables(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="flywheel", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    tw = sub.add_parser("twin", help="write an offline twin of PAI")
+    tw.add_argument("--out", required=True)
+    tw.add_argument("--chunks", type=int, default=2)
+    tw.add_argument("--clips", type=int, default=4, help="clips per chunk (real PAI: up to 100)")
+    tw.add_argument("--seed", type=int, default=0)
+    tw.add_argument("--width", type=int, default=256, help="real PAI: 1920")
+    tw.add_argument("--height", type=int, default=144, help="real PAI: 1080")
+    tw.add_argument("--seconds", type=float, default=20.0)
+    tw.add_argument("--hf-cache", default="", help="also lay the twin out as a Hugging Face cache here")
+    tw.add_argument("--revision", default="0" * 40, help="commit sha for --hf-cache")
+    tw.add_argument("--overwrite", action="store_true", help="replace a twin written with another config")
+    tw.set_defaults(func=cmd_twin)
+    sub.add_parser("discover", help="register the source's chunks as partitions").set_defaults(func=cmd_discover)
+    ma = sub.add_parser("materialize", help="materialize assets for partitions")
+    ma.add_argument("--select", required=True)
+    ma.add_argument("--partition", nargs="*", default=[], help="keys, or 'all' registered chunk partitions")
+    ma.set_defaults(func=cmd_materialize)
+    sub.add_parser("tables", help="row counts of the lake tables").set_defaults(func=cmd_tables)
+    sub.add_parser("demo", help="run the main job on the configured source").set_defaults(func=cmd_demo)
+    args = p.parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as exc:  # configuration errors: one clear line, no traceback
+        raise SystemExit(f"flywheel {args.cmd}: {exc}") from exc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

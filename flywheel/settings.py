@@ -1,0 +1,85 @@
+"""The configuration contract, read from the environment (tests, schedules, scripts, the CLI).
+
+| variable | default | meaning |
+|---|---|---|
+| FLYWHEEL_LAKE | ./lakehouse | lake root (Delta tables under bronze/, silver/, gold/, eval/, qa/) |
+| FLYWHEEL_SOURCE | twin | twin, mirror or hub |
+| FLYWHEEL_MIRROR_DIR | | a PAI-layout directory or an HF cache holding the dataset (mirror) |
+| FLYWHEEL_HF_REVISION | | dataset commit sha (hub; mirror when it is an HF cache) |
+| FLYWHEEL_HF_CACHE | huggingface_hub's default | HF cache directory for the hub source |
+| HF_TOKEN | | hub token; never logged, never written to metadata or files |
+| FLYWHEEL_TWIN_DIR | ./data/twin | where the twin writes its dataset |
+| FLYWHEEL_TWIN_CHUNKS / _CLIPS / _SEED / _WIDTH / _HEIGHT / _SECONDS | 2 / 4 / 0 / 256 / 144 / 20 | twin size |
+
+The Dagster resources take the same settings as config (dagster_project/resources.py).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from transforms.source import HubSource, Source, TwinSource, mirror_source
+from transforms.twin.writer import TwinConfig
+
+SourceKind = Literal["twin", "mirror", "hub"]
+SOURCE_KINDS: tuple[SourceKind, ...] = ("twin", "mirror", "hub")
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer") from None
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    lake: str = "./lakehouse"
+    source: SourceKind = "twin"
+    mirror_dir: str = ""
+    hf_revision: str = ""
+    hf_cache: str = ""
+    hf_token: str = field(default="", repr=False)
+    twin_dir: str = "./data/twin"
+    twin: TwinConfig = field(default_factory=TwinConfig)
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCE_KINDS:
+            raise ValueError(f"FLYWHEEL_SOURCE={self.source!r}: choose one of {', '.join(SOURCE_KINDS)}")
+        if self.source == "mirror" and not self.mirror_dir:
+            raise ValueError("FLYWHEEL_SOURCE=mirror needs FLYWHEEL_MIRROR_DIR (a PAI-layout directory or HF cache)")
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        e = os.environ.get
+        return cls(
+            lake=e("FLYWHEEL_LAKE") or "./lakehouse",
+            source=(e("FLYWHEEL_SOURCE") or "twin").strip().lower(),  # type: ignore[arg-type]
+            mirror_dir=e("FLYWHEEL_MIRROR_DIR", ""),
+            hf_revision=e("FLYWHEEL_HF_REVISION", ""),
+            hf_cache=e("FLYWHEEL_HF_CACHE", ""),
+            hf_token=e("HF_TOKEN", ""),
+            twin_dir=e("FLYWHEEL_TWIN_DIR") or "./data/twin",
+            twin=TwinConfig(
+                chunks=_int("FLYWHEEL_TWIN_CHUNKS", 2), clips_per_chunk=_int("FLYWHEEL_TWIN_CLIPS", 4),
+                seed=_int("FLYWHEEL_TWIN_SEED", 0), width=_int("FLYWHEEL_TWIN_WIDTH", 256),
+                height=_int("FLYWHEEL_TWIN_HEIGHT", 144), seconds=_float("FLYWHEEL_TWIN_SECONDS", 20.0)),
+        )
+
+    def make_source(self) -> Source:
+        if self.source == "twin":
+            return TwinSource(self.twin_dir, self.twin)
+        if self.source == "mirror":
+            return mirror_source(self.mirror_dir, self.hf_revision or None)
+        return HubSource(self.hf_revision, token=self.hf_token or None, cache_dir=self.hf_cache or None)
