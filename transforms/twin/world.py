@@ -348,7 +348,8 @@ def simulate(clip_seed: int, seconds: float, scenario: str | None = None) -> Wor
             if scenario in ("lane_change_left", "lane_change_right") and tk >= planned_change_t and planned_change_t >= 0:
                 step = 1 if scenario == "lane_change_left" else -1
                 target = int(np.clip(round(d / w) + step, 0, road.n_lanes - 1))
-                change = _LaneChange(tk, float(rng.uniform(3.5, 5.0)), d, road.lane_center_d(target), scenario.replace("lane_change", "change_lane"))
+                intent_name = scenario.replace("lane_change", "change_lane")
+                change = _LaneChange(tk, float(rng.uniform(3.5, 5.0)), d, road.lane_center_d(target), intent_name)
                 planned_change_t = -1.0
             elif scenario == "overtake_left" and overtake_state == "none" and lead > 0 and gap < max(25.0, 2.2 * v) and tk > 1.0:
                 change = _LaneChange(tk, 4.0, d, road.lane_center_d(1), "overtake_left")

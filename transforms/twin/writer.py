@@ -147,10 +147,10 @@ def encode_mp4(frames: Iterator[np.ndarray], width: int, height: int, fps: float
     """H.264 in MP4, constant frame rate, pts from 0, no B-frames (as SeekVideoReader expects)."""
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=int(round(fps)))
+        stream = out.add_stream("libx264", rate=round(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         # one thread: x264's output then depends on nothing but the frames (byte-reproducible)
-        stream.options = {"preset": "veryfast", "crf": "23", "bf": "0", "g": str(int(round(fps))), "threads": "1"}
+        stream.options = {"preset": "veryfast", "crf": "23", "bf": "0", "g": str(round(fps)), "threads": "1"}
         for img in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 out.mux(packet)

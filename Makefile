@@ -1,0 +1,47 @@
+# Set-up and entry points. `make demo` and `make test` work from a fresh clone: they build the
+# pinned environment (.venv, Python 3.12, requirements.lock) first.
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: setup demo test test-slow test-all bench lock ui clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@py=$$(scripts/find-python312.sh) && echo "using $$py" && "$$py" -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.lock
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
+	@rm -f $(VENV)/.installed-* && touch $@
+
+setup: $(STAMP)
+
+# The main job: the asset graph over the offline twin of PAI (FLYWHEEL_* variables change it).
+demo: $(STAMP)
+	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/flywheel demo
+
+# Lint, then the default (quick, offline) test suite.
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+# The marked tests CI also runs: slow (real-size twin, whole graph) and Spark local mode.
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m "slow or spark"
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run_all
+
+# Re-pin after changing pyproject dependencies: resolve in a scratch venv, freeze to the lock.
+lock:
+	@py=$$(scripts/find-python312.sh) && rm -rf .lockenv && "$$py" -m venv .lockenv
+	.lockenv/bin/pip install -q -e ".[dev]"
+	.lockenv/bin/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock && rm -rf .lockenv
+
+ui: $(STAMP)
+	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -m dagster_project -h 127.0.0.1 -p 3000
+
+clean:
+	rm -rf lakehouse data .dagster_home

@@ -1,0 +1,104 @@
+"""The Dagster code location: definitions load, assets materialize per chunk, re-runs replace."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.compute as pc
+import pytest
+
+from dagster_project.assets import ingest
+from dagster_project.partitions import CHUNKS_PARTITION
+from dagster_project.resources import LakeResource, PAISourceResource
+from lake import io
+from lake import tables as T
+from tests.conftest import SMALL, rewrite_zip
+from transforms import pai_layout as L
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _resources(lake: Path, mirror: Path) -> dict:
+    return {"lake": LakeResource(root=str(lake)), "source": PAISourceResource(kind="mirror", mirror_dir=str(mirror))}
+
+
+def _materialize(instance: dg.DagsterInstance, resources: dict, key: str) -> dg.ExecuteInJobResult:
+    return dg.materialize([ingest.raw_chunks, ingest.chunk_index], partition_key=key, instance=instance,
+                          resources=resources)
+
+
+def test_spine_assets_materialize_and_rerun_without_duplicates(twin_dir: Path, tmp_path: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(CHUNKS_PARTITION, ["chunk_0000", "chunk_0001"])
+    res = _resources(tmp_path / "lake", twin_dir)
+    for _ in range(2):  # a re-run replaces its partition
+        assert _materialize(instance, res, "chunk_0000").success
+    assert _materialize(instance, res, "chunk_0001").success
+    lake = tmp_path / "lake"
+    assert io.read(lake, T.CLIPS).num_rows == 2 * SMALL.clips_per_chunk
+    ego = io.read(lake, T.EGOMOTION)
+    keys = ego.select(["clip_id", "timestamp"]).group_by(["clip_id", "timestamp"]).aggregate([([], "count_all")])
+    assert keys.num_rows == ego.num_rows  # no duplicate pose rows
+    assert io.read(lake, T.CHUNKS, chunk="chunk_0000").num_rows == len(L.METADATA_FILES) + len(L.REQUIRED_FEATURES)
+    mat = instance.get_latest_materialization_event(dg.AssetKey("clip_index")).asset_materialization
+    assert mat.partition == "chunk_0001" and mat.metadata["clips_ok"].value == SMALL.clips_per_chunk
+
+
+def test_quarantine_counts_reach_metadata_and_lake(twin_copy: Path, tmp_path: Path) -> None:
+    rewrite_zip(twin_copy / L.FEATURES[L.EGOMOTION].path(0), lambda m: dict(list(m.items())[1:]))
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(CHUNKS_PARTITION, ["chunk_0000"])
+    assert _materialize(instance, _resources(tmp_path / "lake", twin_copy), "chunk_0000").success
+    mat = instance.get_latest_materialization_event(dg.AssetKey("frames")).asset_materialization
+    assert mat.metadata["clips_quarantined"].value == 1 and mat.metadata["quarantine_missing_member"].value == 1
+    q = io.read(tmp_path / "lake", T.QUARANTINE)
+    assert q.num_rows == 1 and q.column("stage")[0].as_py() == "clip_index"
+    clips = io.read(tmp_path / "lake", T.CLIPS)
+    assert pc.sum(pc.equal(clips.column("status"), "ok")).as_py() == SMALL.clips_per_chunk - 1
+
+
+def test_unreadable_chunk_fails_the_run_naming_the_file(twin_copy: Path, tmp_path: Path) -> None:
+    (twin_copy / L.FEATURES[L.FRONT_CAMERA].path(0)).write_bytes(b"garbage")
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(CHUNKS_PARTITION, ["chunk_0000"])
+    with pytest.raises(Exception, match=r"camera_front_wide_120fov\.chunk_0000\.zip: not a readable zip"):
+        _materialize(instance, _resources(tmp_path / "lake", twin_copy), "chunk_0000")
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").touch()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")}
+    return {**env, "DAGSTER_HOME": str(home), "FLYWHEEL_LAKE": str(tmp_path / "lake"), **extra}
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+def test_definitions_validate(tmp_path: Path) -> None:
+    _run([sys.executable, "-m", "dagster", "definitions", "validate", "-m", "dagster_project"], _env(tmp_path))
+
+
+@pytest.mark.parametrize("source", ["twin", "mirror"])
+def test_cli_discover_then_materialize_from_fresh_dagster_home(source: str, twin_dir: Path, tmp_path: Path) -> None:
+    if source == "twin":
+        env = _env(tmp_path, FLYWHEEL_SOURCE="twin", FLYWHEEL_TWIN_DIR=str(tmp_path / "twin"),
+                   FLYWHEEL_TWIN_CHUNKS="2", FLYWHEEL_TWIN_CLIPS="2", FLYWHEEL_TWIN_WIDTH="64",
+                   FLYWHEEL_TWIN_HEIGHT="48", FLYWHEEL_TWIN_SECONDS="8")
+    else:
+        env = _env(tmp_path, FLYWHEEL_SOURCE="mirror", FLYWHEEL_MIRROR_DIR=str(twin_dir))
+    out = _run([sys.executable, "-m", "flywheel.cli", "discover"], env).stdout
+    assert "['chunk_0000', 'chunk_0001']" in out
+    _run([sys.executable, "-m", "dagster", "asset", "materialize", "-m", "dagster_project", "--select",
+          "raw_chunks,clip_index,egomotion,frames", "--partition", "chunk_0000"], env)
+    clips = io.read(tmp_path / "lake", T.CLIPS)
+    assert set(clips.column("chunk").to_pylist()) == {"chunk_0000"} and clips.num_rows >= 2
+    assert io.read(tmp_path / "lake", T.FRAMES).num_rows > 200
