@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import av
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from physical_ai_av.egomotion import EgomotionState
+from scipy.interpolate import CubicSpline
 
 from lake import tables as T
 from transforms import pai_layout as L
@@ -33,6 +35,8 @@ EGO_COLUMNS = ("timestamp", "qx", "qy", "qz", "qw", "x", "y", "z", "vx", "vy", "
 # A window needs poses from t0 - 1.5 s (t0 >= 1.6 s) to t0 + 6.4 s: at least 0.1 s .. 8.0 s of egomotion.
 MIN_EGO_START_US = 100_000
 MIN_EGO_END_US = 8_000_000
+INDEX_WORKERS = min(4, os.cpu_count() or 1)
+SPLINE_MARGIN = 100  # egomotion samples (~1 s) kept on each side of the frames for the spline
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -97,14 +101,14 @@ def _check_egomotion(ego: pa.Table, name: str) -> dict[str, np.ndarray]:
         i = int(np.argmax(step <= 0))
         raise _Quarantined("bad_egomotion", f"{name}: timestamps not strictly increasing at row {i + 1} "
                                             f"({t[i]} -> {t[i + 1]} us)")
-    values = np.stack([cols[c].astype(np.float64) for c in EGO_COLUMNS[1:]], 1)
-    bad = ~np.isfinite(values)
-    if bad.any():
+    if not all(np.isfinite(cols[c]).all() for c in EGO_COLUMNS[1:]):  # the common case costs no copy
+        values = np.stack([cols[c].astype(np.float64) for c in EGO_COLUMNS[1:]], 1)
+        bad = ~np.isfinite(values)
         row, col = np.argwhere(bad)[0]
         which = sorted({EGO_COLUMNS[1 + j] for j in np.nonzero(bad.any(0))[0]})
         raise _Quarantined("bad_egomotion", f"{name}: {int(bad.sum())} NaN/inf values in {which} "
                                             f"(first at row {row}, t={t[row]} us, {EGO_COLUMNS[1 + col]})")
-    qn = np.linalg.norm(values[:, 0:4], axis=1)
+    qn = np.sqrt(cols["qx"] ** 2 + cols["qy"] ** 2 + cols["qz"] ** 2 + cols["qw"] ** 2)
     if np.abs(qn - 1).max() > 1e-3:
         i = int(np.argmax(np.abs(qn - 1)))
         raise _Quarantined("bad_egomotion", f"{name}: quaternion norm {qn[i]:.4f} at row {i} (expected 1)")
@@ -117,7 +121,8 @@ def _check_egomotion(ego: pa.Table, name: str) -> dict[str, np.ndarray]:
 def _probe_mp4(stream: io.RawIOBase | io.BufferedIOBase, name: str) -> tuple[int, int]:
     """Open the video and decode its first frame: cheap, and catches files that will not decode."""
     try:
-        with av.open(stream) as container:
+        # the demuxer named, not sniffed: PAI camera members are .mp4 (features.csv)
+        with av.open(stream, format="mp4") as container:
             if not container.streams.video:
                 raise _Quarantined("bad_video", f"{name} has no video stream")
             frame = next(container.decode(video=0))
@@ -126,17 +131,56 @@ def _probe_mp4(stream: io.RawIOBase | io.BufferedIOBase, name: str) -> tuple[int
         raise _Quarantined("bad_video", f"{name} does not decode ({type(exc).__name__}: {exc})") from exc
 
 
-def _frame_poses(cols: dict[str, np.ndarray], frame_t: np.ndarray) -> np.ndarray:
-    """(N, 4) x, y, yaw, speed at frame times, through the official interpolator (spline + slerp)."""
-    df = pd.DataFrame({c: cols[c] for c in EGO_COLUMNS})
+def slerp_quat(t: np.ndarray, quat_xyzw: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Spherical linear interpolation of unit quaternions at `query` times (within `t`).
+
+    Equal to scipy's `Slerp(t, Rotation.from_quat(q))(query)`, which `physical_ai_av` uses, but it
+    only touches the intervals that are queried (scipy's constructor computes all of them).
+    """
+    i = np.clip(np.searchsorted(t, query, side="right") - 1, 0, len(t) - 2)
+    f = ((query - t[i]) / (t[i + 1] - t[i]))[:, None]
+    q0, q1 = quat_xyzw[i], quat_xyzw[i + 1]
+    dot = np.sum(q0 * q1, axis=1, keepdims=True)
+    q1 = np.where(dot < 0, -q1, q1)  # shortest arc, as scipy's rotation-vector form takes
+    dot = np.abs(dot)
+    omega = np.arccos(np.clip(dot, -1.0, 1.0))
+    sin = np.sin(omega)
+    small = sin < 1e-9
+    w0 = np.where(small, 1 - f, np.sin((1 - f) * omega) / np.where(small, 1, sin))
+    w1 = np.where(small, f, np.sin(f * omega) / np.where(small, 1, sin))
+    out = w0 * q0 + w1 * q1
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def yaw_of_quat(q: np.ndarray) -> np.ndarray:
+    """yaw = atan2(R10, R00) of scalar-last quaternions (Alpamayo's convention)."""
+    x, y, z, w = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
+    return np.arctan2(2 * (x * y + w * z), 1 - 2 * (y * y + z * z))
+
+
+def frame_poses(cols: dict[str, np.ndarray], frame_t: np.ndarray) -> np.ndarray:
+    """(N, 4) x, y, yaw, speed at frame times; NaN outside the egomotion.
+
+    The same interpolation as `physical_ai_av`'s `EgomotionState` interpolator (cubic spline on
+    translation and slerp on rotation, on times relative to the first sample; linear velocity),
+    on plain arrays: its `RigidTransform` bookkeeping cost 5x more than the parquet reads it
+    follows (tests/transforms/test_index.py checks that the two agree).
+    """
+    t = cols["timestamp"]
     out = np.full((len(frame_t), 4), np.nan)
-    inside = (frame_t >= cols["timestamp"][0]) & (frame_t <= cols["timestamp"][-1])
+    inside = (frame_t >= t[0]) & (frame_t <= t[-1])
     if inside.any():
-        state = EgomotionState.from_egomotion_df(df).create_interpolator(df["timestamp"].to_numpy())(frame_t[inside])
-        rot = state.pose.rotation.as_matrix()
-        out[inside, 0:2] = state.pose.translation[:, :2]
-        out[inside, 2] = np.arctan2(rot[:, 1, 0], rot[:, 0, 0])
-        out[inside, 3] = np.linalg.norm(state.velocity, axis=1)
+        # Real egomotion runs 47-140 s past a 20 s clip: fit the spline over the frames' span plus
+        # a 1 s margin only (the not-a-knot ends' influence dies out within a few samples).
+        lo = max(0, int(np.searchsorted(t, frame_t[inside][0])) - SPLINE_MARGIN)
+        hi = min(len(t), int(np.searchsorted(t, frame_t[inside][-1])) + SPLINE_MARGIN)
+        tt = t[lo:hi]
+        rel, q = (tt - t[0]).astype(np.float64), (frame_t[inside] - t[0]).astype(np.float64)
+        out[inside, 0:2] = CubicSpline(rel, np.c_[cols["x"][lo:hi], cols["y"][lo:hi]], extrapolate=False)(q)
+        quat = np.c_[cols["qx"][lo:hi], cols["qy"][lo:hi], cols["qz"][lo:hi], cols["qw"][lo:hi]]
+        out[inside, 2] = yaw_of_quat(slerp_quat(rel, quat, q))
+        vel = np.stack([np.interp(q, rel, cols[c][lo:hi]) for c in ("vx", "vy", "vz")], 1)
+        out[inside, 3] = np.linalg.norm(vel, axis=1)
     return out
 
 
@@ -161,127 +205,161 @@ def _presence(files: ChunkFiles, clip_ids: pd.Index) -> pd.DataFrame:
     }, index=clip_ids)
 
 
-def index_chunk(files: ChunkFiles, *, chunk: str, known_clips: dict[str, str] | None = None) -> ChunkIndex:
-    """Index one chunk. `known_clips` maps clip ids already indexed to their chunk partition."""
-    known_clips = known_clips or {}
-    quarantine: list[QuarantineRow] = []
-    notes: list[str] = []
-    clip_index = _read_parquet_file(str(files.path("clip_index.parquet")))
-    if "chunk" not in clip_index.columns:
-        raise ChunkUnreadableError(f"{files.path('clip_index.parquet')}: no 'chunk' column; is this PAI's clip index?")
-    dup_ids = set(clip_index.index[clip_index.index.duplicated(keep=False)])
-    mine = clip_index[clip_index["chunk"] == files.chunk_id]
-    clip_ids = pd.Index(sorted(set(mine.index)), name="clip_id")
-    collection = (_read_parquet_file(str(files.path("metadata/data_collection.parquet"))).reindex(clip_ids)
-                  if "metadata/data_collection.parquet" in files.files else pd.DataFrame(index=clip_ids))
-    presence = _presence(files, clip_ids)
+@dataclass(frozen=True)
+class _Chunk:
+    """What every clip of a chunk is checked against (read once per chunk)."""
 
-    cam_feat, ego_feat = files.features[L.FRONT_CAMERA], files.features[L.EGOMOTION]
-    cam_zip = ZipMembers(files.feature_path(L.FRONT_CAMERA))
-    ego_zip = ZipMembers(files.feature_path(L.EGOMOTION))
-    notes += cam_zip.notes + ego_zip.notes
-    intr = _read_parquet_file(str(files.feature_path(L.CAMERA_INTRINSICS)))
-    extr = _read_parquet_file(str(files.feature_path(L.SENSOR_EXTRINSICS)))
-    intr_keys, extr_keys = set(intr.index.tolist()), set(extr.index.tolist())
+    chunk: str
+    clip_index: pd.DataFrame
+    dup_ids: frozenset[str]
+    known_clips: dict[str, str]
+    calibrated: frozenset[str]  # clips with front-camera intrinsics and extrinsics
+    cam_feat: L.Feature
+    ego_feat: L.Feature
+    cam_zip: ZipMembers
+    ego_zip: ZipMembers
 
-    # members nobody asked for: unsafe names, and clips that clip_index places elsewhere
-    listed = set(clip_ids)
-    for zm in (cam_zip, ego_zip):
+
+@dataclass
+class _ClipResult:
+    row: dict[str, object]
+    quarantine: QuarantineRow | None = None
+    egomotion: dict[str, np.ndarray] | None = None
+    frames: dict[str, np.ndarray] | None = None
+
+
+def _read_member_parquet(zm: ZipMembers, name: str) -> pa.Table:
+    try:
+        return pq.read_table(io.BytesIO(zm.read(name)))
+    except MemberError as exc:
+        raise _Quarantined("corrupt_member", str(exc)) from exc
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise _Quarantined("corrupt_member", f"{name}: unreadable parquet ({exc})") from exc
+
+
+def _index_clip(c: _Chunk, clip_id: str, row: dict[str, object]) -> _ClipResult:
+    try:
+        if clip_id in c.dup_ids:
+            chunks = sorted(c.clip_index.loc[[clip_id], "chunk"].tolist())
+            raise _Quarantined("duplicate_clip", f"clip id listed {len(chunks)} times in clip_index.parquet "
+                                                 f"(chunks {chunks}): ambiguous, not indexed")
+        if c.known_clips.get(clip_id, c.chunk) != c.chunk:
+            raise _Quarantined("duplicate_clip", f"clip id already indexed in {c.known_clips[clip_id]}: not indexed twice")
+        if clip_id not in c.calibrated:
+            raise _Quarantined("missing_calibration", f"no {L.FRONT_CAMERA} row in the chunk's camera_intrinsics "
+                                                      "or sensor_extrinsics")
+        ego_name = c.ego_feat.members(clip_id)["egomotion"]
+        if ego_name not in c.ego_zip:
+            raise _Quarantined("missing_member", f"egomotion member {ego_name} missing from {c.ego_zip.path.name}")
+        cols = _check_egomotion(_read_member_parquet(c.ego_zip, ego_name), ego_name)
+
+        names = c.cam_feat.members(clip_id)
+        for alias in ("video", "frame_timestamps"):
+            if names[alias] not in c.cam_zip:
+                raise _Quarantined("missing_member", f"camera member {names[alias]} missing from {c.cam_zip.path.name}")
+        ts_tbl = _read_member_parquet(c.cam_zip, names["frame_timestamps"])
+        if "timestamp" not in ts_tbl.column_names:
+            raise _Quarantined("bad_video", f"{names['frame_timestamps']} has no 'timestamp' column")
+        frame_t = ts_tbl.column("timestamp").to_numpy(zero_copy_only=False).astype(np.int64)
+        if len(frame_t) < 2 or (np.diff(frame_t) <= 0).any():
+            raise _Quarantined("bad_video", f"{names['frame_timestamps']}: frame timestamps not strictly increasing")
+        try:
+            video = c.cam_zip.open(names["video"])
+        except MemberError as exc:
+            raise _Quarantined("corrupt_member", str(exc)) from exc
+        with video:
+            width, height = _probe_mp4(video, names["video"])
+    except _Quarantined as q:
+        return _ClipResult({**row, "status": "quarantined", "status_reason": q.reason},
+                           QuarantineRow(clip_id, q.kind, q.reason))
+
+    t = cols["timestamp"]
+    row = {**row, "duration_s": (frame_t[-1] - frame_t[0]) / 1e6, "frame_count": len(frame_t),
+           "fps": float(1e6 / np.median(np.diff(frame_t))), "egomotion_hz": float(1e6 / np.median(np.diff(t))),
+           "egomotion_start_us": int(t[0]), "egomotion_end_us": int(t[-1]), "camera_start_us": int(frame_t[0]),
+           "camera_end_us": int(frame_t[-1]), "image_width": width, "image_height": height}
+    poses = frame_poses(cols, frame_t)
+    frames = {"frame_index": np.arange(len(frame_t), dtype=np.int64), "timestamp_us": frame_t,
+              "x_m": poses[:, 0], "y_m": poses[:, 1], "yaw_rad": poses[:, 2], "speed_mps": poses[:, 3]}
+    return _ClipResult(row, None, cols, frames)
+
+
+def _stray_members(c: _Chunk, listed: set[str]) -> list[QuarantineRow]:
+    """Members nobody asked for: unsafe names, and clips that clip_index places elsewhere."""
+    rows = []
+    for zm in (c.cam_zip, c.ego_zip):
         for name in zm.names:
             found = UUID_RE.search(name)
             owner = found.group(0) if found else ""
             if is_unsafe_member_name(name):
-                quarantine.append(QuarantineRow(owner, "unsafe_member",
-                                                f"unsafe member path {name!r} in {zm.path.name}: ignored, never extracted"))
+                rows.append(QuarantineRow(owner, "unsafe_member",
+                                          f"unsafe member path {name!r} in {zm.path.name}: ignored, never extracted"))
             elif owner and owner not in listed:
-                where = clip_index.loc[[owner], "chunk"].tolist() if owner in clip_index.index else "no chunk"
-                quarantine.append(QuarantineRow(owner, "foreign_member",
-                                                f"{name} in {zm.path.name} belongs to a clip that clip_index.parquet "
-                                                f"puts in chunk {where}: ignored"))
+                where = c.clip_index.loc[[owner], "chunk"].tolist() if owner in c.clip_index.index else "no chunk"
+                rows.append(QuarantineRow(owner, "foreign_member", f"{name} in {zm.path.name} belongs to a clip that "
+                                                                   f"clip_index.parquet puts in chunk {where}: ignored"))
+    return rows
 
-    clip_rows, ego_tables, frame_tables = [], [], []
-    for clip_id in clip_ids:
-        row: dict[str, object] = {"chunk": chunk, "clip_id": clip_id, "status": "ok", "status_reason": None}
-        meta = mine.loc[[clip_id]].iloc[0]
-        row["split"] = str(meta.get("split", "train"))
-        for c in ("country", "platform_class", "month", "hour_of_day"):
-            row[c] = collection.at[clip_id, c] if c in collection.columns and pd.notna(collection.at[clip_id, c]) else None
-        row.update(presence.loc[clip_id].to_dict())
-        try:
-            if clip_id in dup_ids:
-                chunks = sorted(clip_index.loc[[clip_id], "chunk"].tolist())
-                raise _Quarantined("duplicate_clip", f"clip id listed {len(chunks)} times in clip_index.parquet "
-                                                     f"(chunks {chunks}): ambiguous, not indexed")
-            if clip_id in known_clips and known_clips[clip_id] != chunk:
-                raise _Quarantined("duplicate_clip", f"clip id already indexed in {known_clips[clip_id]}: not indexed "
-                                                     f"twice")
-            if (clip_id, L.FRONT_CAMERA) not in intr_keys or (clip_id, L.FRONT_CAMERA) not in extr_keys:
-                raise _Quarantined("missing_calibration", f"no {L.FRONT_CAMERA} row in the chunk's camera_intrinsics "
-                                                          "or sensor_extrinsics")
-            ego_name = ego_feat.members(clip_id)["egomotion"]
-            if ego_name not in ego_zip:
-                raise _Quarantined("missing_member", f"egomotion member {ego_name} missing from {ego_zip.path.name}")
-            try:
-                ego_bytes = ego_zip.read(ego_name)
-            except MemberError as exc:
-                raise _Quarantined("corrupt_member", str(exc)) from exc
-            try:
-                ego_tbl = pq.read_table(io.BytesIO(ego_bytes))
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise _Quarantined("corrupt_member", f"{ego_name}: unreadable parquet ({exc})") from exc
-            cols = _check_egomotion(ego_tbl, ego_name)
 
-            names = cam_feat.members(clip_id)
-            for alias in ("video", "frame_timestamps"):
-                if names[alias] not in cam_zip:
-                    raise _Quarantined("missing_member", f"camera member {names[alias]} missing from {cam_zip.path.name}")
-            try:
-                ts_tbl = pq.read_table(io.BytesIO(cam_zip.read(names["frame_timestamps"])))
-            except MemberError as exc:
-                raise _Quarantined("corrupt_member", str(exc)) from exc
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise _Quarantined("corrupt_member", f"{names['frame_timestamps']}: unreadable parquet ({exc})") from exc
-            if "timestamp" not in ts_tbl.column_names:
-                raise _Quarantined("bad_video", f"{names['frame_timestamps']} has no 'timestamp' column")
-            frame_t = ts_tbl.column("timestamp").to_numpy(zero_copy_only=False).astype(np.int64)
-            if len(frame_t) < 2 or (np.diff(frame_t) <= 0).any():
-                raise _Quarantined("bad_video", f"{names['frame_timestamps']}: frame timestamps not strictly increasing")
-            try:
-                video = cam_zip.open(names["video"])
-            except MemberError as exc:
-                raise _Quarantined("corrupt_member", str(exc)) from exc
-            with video:
-                width, height = _probe_mp4(video, names["video"])
-        except _Quarantined as q:
-            row.update(status="quarantined", status_reason=q.reason)
-            quarantine.append(QuarantineRow(clip_id, q.kind, q.reason))
-            clip_rows.append(row)
-            continue
+def _concat(parts: list[tuple[str, dict[str, np.ndarray]]], table: T.Table, chunk: str) -> pa.Table:
+    """One table from per-clip column arrays; the key columns are built once, not per clip."""
+    if not parts:
+        return table.schema.empty_table()
+    lengths = [len(next(iter(cols.values()))) for _, cols in parts]
+    # dictionary-encoded then cast: no Python string object per row
+    ids = pa.DictionaryArray.from_arrays(pa.array(np.repeat(np.arange(len(parts), dtype=np.int32), lengths)),
+                                         pa.array([cid for cid, _ in parts], pa.string())).cast(pa.string())
+    chunk_col = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(ids), np.int32)), pa.array([chunk])).cast(pa.string())
+    data = {"chunk": chunk_col, "clip_id": ids}
+    for name in parts[0][1]:
+        data[name] = np.concatenate([cols[name] for _, cols in parts])
+    return pa.table(data).cast(table.schema)
 
-        t = cols["timestamp"]
-        row.update(
-            duration_s=(frame_t[-1] - frame_t[0]) / 1e6, frame_count=len(frame_t),
-            fps=float(1e6 / np.median(np.diff(frame_t))), egomotion_hz=float(1e6 / np.median(np.diff(t))),
-            egomotion_start_us=int(t[0]), egomotion_end_us=int(t[-1]), camera_start_us=int(frame_t[0]),
-            camera_end_us=int(frame_t[-1]), image_width=width, image_height=height)
-        clip_rows.append(row)
-        ego_tables.append(pa.table({"chunk": pa.array([chunk] * len(t)), "clip_id": pa.array([clip_id] * len(t)),
-                                    **{c: cols[c] for c in EGO_COLUMNS}}))
-        poses = _frame_poses(cols, frame_t)
-        frame_tables.append(pa.table({
-            "chunk": [chunk] * len(frame_t), "clip_id": [clip_id] * len(frame_t),
-            "frame_index": np.arange(len(frame_t), dtype=np.int64), "timestamp_us": frame_t,
-            "x_m": poses[:, 0], "y_m": poses[:, 1], "yaw_rad": poses[:, 2], "speed_mps": poses[:, 3]}))
 
+def index_chunk(files: ChunkFiles, *, chunk: str, known_clips: dict[str, str] | None = None,
+                workers: int = INDEX_WORKERS) -> ChunkIndex:
+    """Index one chunk. `known_clips` maps clip ids already indexed to their chunk partition.
+
+    Clips are independent and their work (zlib, parquet, FFmpeg) mostly releases the GIL, so a
+    small thread pool indexes them concurrently; results keep clip order, so output is stable.
+    """
+    clip_index = _read_parquet_file(str(files.path("clip_index.parquet")))
+    if "chunk" not in clip_index.columns:
+        raise ChunkUnreadableError(f"{files.path('clip_index.parquet')}: no 'chunk' column; is this PAI's clip index?")
+    mine = clip_index[clip_index["chunk"] == files.chunk_id]
+    clip_ids = pd.Index(sorted(set(mine.index)), name="clip_id")
+    collection = (_read_parquet_file(str(files.path("metadata/data_collection.parquet"))).reindex(clip_ids)
+                  if "metadata/data_collection.parquet" in files.files else pd.DataFrame(index=clip_ids))
+    # plain dicts: per-clip pandas .loc/.at lookups cost more than reading the clip's parquet
+    presence = _presence(files, clip_ids).to_dict("index")
+    collection = collection.reindex(columns=["country", "platform_class", "month", "hour_of_day"]).astype(object)
+    collection = collection.where(collection.notna(), None).to_dict("index")
+    splits = mine["split"].astype(str).to_dict() if "split" in mine.columns else {}
+    intr = _read_parquet_file(str(files.feature_path(L.CAMERA_INTRINSICS)))
+    extr = _read_parquet_file(str(files.feature_path(L.SENSOR_EXTRINSICS)))
+    with_cam = {k[0] for k in intr.index if k[1] == L.FRONT_CAMERA} & {k[0] for k in extr.index if k[1] == L.FRONT_CAMERA}
+
+    c = _Chunk(chunk, clip_index, frozenset(clip_index.index[clip_index.index.duplicated(keep=False)]),
+               known_clips or {}, frozenset(with_cam), files.features[L.FRONT_CAMERA], files.features[L.EGOMOTION],
+               ZipMembers(files.feature_path(L.FRONT_CAMERA)), ZipMembers(files.feature_path(L.EGOMOTION)))
+    notes = c.cam_zip.notes + c.ego_zip.notes
+    quarantine = _stray_members(c, set(clip_ids))
+    rows = [{"chunk": chunk, "clip_id": cid, "status": "ok", "status_reason": None,
+             "split": splits.get(cid, "train"), **collection[cid], **presence[cid]} for cid in clip_ids]
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            results = list(pool.map(lambda a: _index_clip(c, *a), zip(clip_ids, rows, strict=True)))
+    finally:
+        c.cam_zip.close()
+        c.ego_zip.close()
+    quarantine += [r.quarantine for r in results if r.quarantine is not None]
     for note in notes:
         log.warning("chunk %s: %s", chunk, note)
     for q in quarantine:
         log.warning("chunk %s: quarantined clip %s (%s): %s", chunk, q.clip_id or "-", q.kind, q.reason)
-    clips = pa.Table.from_pylist(clip_rows, schema=T.CLIPS.schema)
-
-    def cat(tables: list[pa.Table], table: T.Table) -> pa.Table:
-        return pa.concat_tables([t.cast(table.schema) for t in tables]) if tables else table.schema.empty_table()
-
-    cam_zip.close()
-    ego_zip.close()
-    return ChunkIndex(clips, cat(ego_tables, T.EGOMOTION), cat(frame_tables, T.FRAMES), tuple(quarantine), tuple(notes))
+    ok = [(r.row["clip_id"], r) for r in results if r.egomotion is not None]
+    return ChunkIndex(
+        pa.Table.from_pylist([r.row for r in results], schema=T.CLIPS.schema),
+        _concat([(cid, r.egomotion) for cid, r in ok], T.EGOMOTION, chunk),
+        _concat([(cid, r.frames) for cid, r in ok], T.FRAMES, chunk),
+        tuple(quarantine), tuple(notes))

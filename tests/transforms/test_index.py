@@ -190,3 +190,28 @@ def test_wholly_unreadable_chunk_fails_naming_the_file(twin_copy: Path) -> None:
     _ego_zip(twin_copy).write_bytes(b"this is not a zip at all" * 100)
     with pytest.raises(ChunkUnreadableError, match=r"egomotion\.chunk_0000\.zip: not a readable zip"):
         _index(twin_copy)
+
+
+def test_frame_poses_equal_the_official_interpolator() -> None:
+    """Our array interpolation = physical_ai_av's EgomotionState interpolator, incl. a long tail."""
+    from physical_ai_av.egomotion import EgomotionState
+    from scipy.spatial.transform import Rotation
+
+    from transforms.index import EGO_COLUMNS, frame_poses
+
+    rng = np.random.default_rng(0)
+    t = -200_000 + np.cumsum(rng.integers(9_000, 11_000, 6000)).astype(np.int64)  # ~60 s, jittered ~100 Hz
+    s = np.linspace(0, 1, len(t))
+    yaw = 3.0 * np.sin(2 * np.pi * s) + 0.4 * s  # wraps past +-pi
+    q = Rotation.from_euler("zyx", np.c_[yaw, 0.02 * np.sin(9 * s), 0.01 * np.cos(7 * s)]).as_quat()
+    df = pd.DataFrame({"timestamp": t, "qx": q[:, 0], "qy": q[:, 1], "qz": q[:, 2], "qw": q[:, 3],
+                       "x": 300 * np.sin(3 * s), "y": 200 * s**2, "z": 0.1 * s, "vx": np.cos(5 * s), "vy": s, "vz": 0 * s,
+                       "ax": 0 * s, "ay": 0 * s, "az": 0 * s, "curvature": 0 * s})
+    frame_t = np.arange(-10_000, 20_100_000, 33_333, dtype=np.int64)
+    ours = frame_poses({c: df[c].to_numpy() for c in EGO_COLUMNS}, frame_t)
+    state = EgomotionState.from_egomotion_df(df).create_interpolator(t)(frame_t)
+    np.testing.assert_allclose(ours[:, :2], state.pose.translation[:, :2], atol=1e-6)
+    rot = state.pose.rotation.as_matrix()
+    dyaw = np.angle(np.exp(1j * (ours[:, 2] - np.arctan2(rot[:, 1, 0], rot[:, 0, 0]))))
+    np.testing.assert_allclose(dyaw, 0, atol=1e-9)
+    np.testing.assert_allclose(ours[:, 3], np.linalg.norm(state.velocity, axis=1), atol=1e-9)
