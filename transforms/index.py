@@ -25,6 +25,7 @@ from scipy.interpolate import CubicSpline
 
 from lake import tables as T
 from transforms import pai_layout as L
+from transforms.geometry import slerp_quat, yaw_of_quat
 from transforms.source import ChunkFiles
 from transforms.zipread import ChunkUnreadableError, MemberError, ZipMembers, is_unsafe_member_name
 
@@ -129,33 +130,6 @@ def _probe_mp4(stream: io.RawIOBase | io.BufferedIOBase, name: str) -> tuple[int
             return frame.width, frame.height
     except (av.FFmpegError, StopIteration, ValueError, MemberError) as exc:
         raise _Quarantined("bad_video", f"{name} does not decode ({type(exc).__name__}: {exc})") from exc
-
-
-def slerp_quat(t: np.ndarray, quat_xyzw: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """Spherical linear interpolation of unit quaternions at `query` times (within `t`).
-
-    Equal to scipy's `Slerp(t, Rotation.from_quat(q))(query)`, which `physical_ai_av` uses, but it
-    only touches the intervals that are queried (scipy's constructor computes all of them).
-    """
-    i = np.clip(np.searchsorted(t, query, side="right") - 1, 0, len(t) - 2)
-    f = ((query - t[i]) / (t[i + 1] - t[i]))[:, None]
-    q0, q1 = quat_xyzw[i], quat_xyzw[i + 1]
-    dot = np.sum(q0 * q1, axis=1, keepdims=True)
-    q1 = np.where(dot < 0, -q1, q1)  # shortest arc, as scipy's rotation-vector form takes
-    dot = np.abs(dot)
-    omega = np.arccos(np.clip(dot, -1.0, 1.0))
-    sin = np.sin(omega)
-    small = sin < 1e-9
-    w0 = np.where(small, 1 - f, np.sin((1 - f) * omega) / np.where(small, 1, sin))
-    w1 = np.where(small, f, np.sin(f * omega) / np.where(small, 1, sin))
-    out = w0 * q0 + w1 * q1
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
-def yaw_of_quat(q: np.ndarray) -> np.ndarray:
-    """yaw = atan2(R10, R00) of scalar-last quaternions (Alpamayo's convention)."""
-    x, y, z, w = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
-    return np.arctan2(2 * (x * y + w * z), 1 - 2 * (y * y + z * z))
 
 
 def frame_poses(cols: dict[str, np.ndarray], frame_t: np.ndarray) -> np.ndarray:

@@ -230,8 +230,8 @@ def _idm_accel(v: float, v_des: float, gap: float, dv: float) -> float:
     return a_max * (free - (s_star / max(gap, 0.1)) ** 2)
 
 
-def simulate(clip_seed: int, seconds: float, scenario: str | None = None) -> World:
-    """Simulate one clip deterministically from its seed.
+def simulate(clip_seed: int, seconds: float, scenario: str | None = None, speed_mps: float | None = None) -> World:
+    """Simulate one clip deterministically from its seed (optionally forcing scenario and speed).
 
     Returns the world in the anchor frame: the ego at t = 0 sits at the origin with yaw 0.
     """
@@ -241,6 +241,8 @@ def simulate(clip_seed: int, seconds: float, scenario: str | None = None) -> Wor
     v_des = float(rng.uniform(24, 32) if highway else rng.uniform(8, 15))
     if scenario == "overtake_left":
         v_des = float(rng.uniform(14, 22))
+    if speed_mps is not None:
+        v_des = float(speed_mps)
     # egomotion begins ~0.2 s before the clip and runs past its end (docs §2: never exactly 0..20 s)
     t_start_us = -int(rng.integers(150_000, 260_000))
     n_steps = int(np.ceil((seconds + 1.0 - t_start_us / 1e6) / SIM_DT_S)) + 1
