@@ -21,6 +21,8 @@ from pathlib import Path
 from flywheel.settings import Settings
 
 INGEST_ASSETS = "raw_chunks,clip_index,egomotion,frames"
+# the per-chunk part of the graph the main job runs (later stages join as they land)
+CHUNK_ASSETS = f"{INGEST_ASSETS},unicycle_targets"
 
 
 def _instance():  # noqa: ANN202 (DagsterInstance; dagster is imported lazily to keep `twin` fast)
@@ -115,8 +117,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     discover(settings)
     keys = sorted(_instance().get_dynamic_partitions(CHUNKS_PARTITION))
-    materialize(INGEST_ASSETS, keys)
-    print(f"\ndemo: {len(keys)} chunks through {INGEST_ASSETS} in {time.perf_counter() - t0:.0f} s; lake at "
+    materialize(CHUNK_ASSETS, keys)
+    print(f"\ndemo: {len(keys)} chunks through {CHUNK_ASSETS} in {time.perf_counter() - t0:.0f} s; lake at "
           f"{Path(settings.lake).resolve()}")
     return cmd_tables(args)
 

@@ -75,10 +75,24 @@ FRAMES = Table(
     key=("clip_id", "frame_index"),
 )
 
+_F64S = pa.list_(pa.float64())
+
+UNICYCLE_TARGETS = Table(
+    "unicycle_targets", "gold",
+    # per window (clip_id, t0): controls in physical units and normalised, and the poses they fit,
+    # in the ego frame at t0; xyz lists are row-major (16 x 3 history, 64 x 3 future)
+    _s(_req("chunk", pa.string()), _req("clip_id", pa.string()), _req("t0_us", pa.int64()), ("split", pa.string()),
+       ("accel_mps2", _F64S), ("curvature_1pm", _F64S), ("accel_norm", _F64S), ("curvature_norm", _F64S),
+       ("v0_mps", pa.float64()), ("history_xyz", _F64S), ("history_yaw", _F64S), ("future_xyz", _F64S),
+       ("future_yaw", _F64S), ("rt_mean_err_m", pa.float64()), ("rt_max_err_m", pa.float64()),
+       ("low_speed", pa.bool_()), ("reversing", pa.bool_()), ("clipped", pa.bool_()), ("params", pa.string())),
+    key=("clip_id", "t0_us"),
+)
+
 QUARANTINE = Table(
     "quarantine", "qa",
     _s(_req("chunk", pa.string()), _req("clip_id", pa.string()), _req("stage", pa.string()),
        _req("kind", pa.string()), _req("reason", pa.string())),
 )
 
-ALL_TABLES = (CHUNKS, CLIPS, EGOMOTION, FRAMES, QUARANTINE)
+ALL_TABLES = (CHUNKS, CLIPS, EGOMOTION, FRAMES, UNICYCLE_TARGETS, QUARANTINE)

@@ -12,9 +12,12 @@ of windows at once: the per-window matrices are stacked and factorised together.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from scipy.interpolate import CubicSpline
 
 from transforms.geometry import quat_to_matrix, slerp_quat, unwrap_from_zero
@@ -62,11 +65,11 @@ class UnicycleParams:
 
 def window_t0s(ego_start_us: int, ego_end_us: int, *, step_s: float = 0.5, min_t0_s: float = 1.6) -> np.ndarray:
     """t0 on a grid (multiples of step_s) with t0 >= 1.6 s and the whole window inside the egomotion."""
-    step = int(round(step_s * 1e6))
+    step = round(step_s * 1e6)
     if step <= 0:
         raise ValueError(f"window step must be > 0 s, got {step_s}")
-    lo = max(int(np.ceil(min_t0_s * 1e6)), ego_start_us + int(round((N_HIST - 1) * DT_S * 1e6)))
-    hi = ego_end_us - int(round(N_FUT * DT_S * 1e6))
+    lo = max(int(np.ceil(min_t0_s * 1e6)), ego_start_us + round((N_HIST - 1) * DT_S * 1e6))
+    hi = ego_end_us - round(N_FUT * DT_S * 1e6)
     first = -(-lo // step) * step
     return np.arange(first, hi + 1, step, dtype=np.int64) if hi >= first else np.zeros(0, np.int64)
 
@@ -109,14 +112,24 @@ def sample_windows(clip_id: str, ego: dict[str, np.ndarray], t0_us: np.ndarray) 
     times = (t0_us[:, None] + offsets[None, :]).ravel()
     if len(t0_us) and (times.min() < t[0] or times.max() > t[-1]):
         raise ValueError(f"{clip_id}: windows need {times.min()}..{times.max()} us, egomotion has {t[0]}..{t[-1]}")
+    pos = np.c_[ego["x"], ego["y"], ego["z"]]
+    quat_in = np.c_[ego["qx"], ego["qy"], ego["qz"], ego["qw"]]
+    finite = np.isfinite(pos).all(1) & np.isfinite(quat_in).all(1)
     rel, q = (t - t[0]).astype(np.float64), (times - t[0]).astype(np.float64)
-    xyz = CubicSpline(rel, np.c_[ego["x"], ego["y"], ego["z"]])(q).reshape(len(t0_us), -1, 3)
-    quat = slerp_quat(rel, np.c_[ego["qx"], ego["qy"], ego["qz"], ego["qw"]], q)
+    # Interpolate over the finite samples; a window spanning a non-finite one becomes NaN below,
+    # so `screen_windows` quarantines just those windows, not the clip.
+    xyz = CubicSpline(rel[finite], pos[finite])(q).reshape(len(t0_us), -1, 3)
+    quat = slerp_quat(rel[finite], quat_in[finite], q)
     rot = quat_to_matrix(quat).reshape(len(t0_us), -1, 3, 3)
     r0 = rot[:, N_HIST - 1]  # (B, 3, 3) at t0
     local_xyz = np.einsum("bji,bkj->bki", r0, xyz - xyz[:, N_HIST - 1: N_HIST])
     local_rot = np.einsum("bji,bkjl->bkil", r0, rot)
     yaw = np.arctan2(local_rot[..., 1, 0], local_rot[..., 0, 0])
+    if not finite.all():
+        bad_t = t[~finite]
+        lo, hi = t0_us + offsets[0] - 10_000, t0_us + offsets[-1] + 10_000
+        spans = (np.searchsorted(bad_t, hi, side="right") - np.searchsorted(bad_t, lo, side="left")) > 0
+        local_xyz[spans], yaw[spans] = np.nan, np.nan
     return Windows(np.full(len(t0_us), clip_id, dtype=object), t0_us.astype(np.int64),
                    local_xyz[:, :N_HIST], yaw[:, :N_HIST], local_xyz[:, N_HIST:], yaw[:, N_HIST:])
 
@@ -185,7 +198,7 @@ def banded_cholesky_solve(h: np.ndarray, g: np.ndarray, ridge: float) -> np.ndar
 
 def _banded_substitute(chol: np.ndarray, g: np.ndarray) -> np.ndarray:
     """Solve L Lᵀ x = g with L in lower band storage."""
-    b, n, w = chol.shape
+    _b, n, w = chol.shape
     bw = w - 1
     y = np.zeros_like(g)
     for i in range(n):
@@ -355,3 +368,56 @@ def screen_windows(w: Windows, p: UnicycleParams | None = None) -> tuple[np.ndar
         else:
             reasons.append("")
     return finite & ~jump, reasons
+
+
+# ---------------------------------------------------------------- a chunk's targets
+
+
+@dataclass(frozen=True)
+class ChunkTargets:
+    table: pa.Table  # rows of lake.tables.UNICYCLE_TARGETS
+    quarantine: tuple[tuple[str, int, str], ...]  # (clip_id, t0_us, reason)
+
+
+def targets_for_chunk(egomotion: pa.Table, clips: pa.Table, *, chunk: str, params: UnicycleParams | None = None,
+                      step_s: float = 0.5) -> ChunkTargets:
+    """All windows of a chunk's usable clips, screened, then fitted in one batch."""
+    p = params or UnicycleParams()
+    ok_clips = clips.filter(pc.equal(clips.column("status"), "ok"))
+    split_of = dict(zip(ok_clips.column("clip_id").to_pylist(), ok_clips.column("split").to_pylist(), strict=True))
+    ego = egomotion.filter(pc.is_in(egomotion.column("clip_id"), pa.array(list(split_of), pa.string())))
+    ego = ego.sort_by([("clip_id", "ascending"), ("timestamp", "ascending")])
+    ids = ego.column("clip_id").to_numpy(zero_copy_only=False)
+    cols = {c: ego.column(c).to_numpy() for c in ("timestamp", "x", "y", "z", "qx", "qy", "qz", "qw")}
+    bounds = np.flatnonzero(ids[1:] != ids[:-1]) + 1 if len(ids) else np.zeros(0, int)
+    parts = []
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(ids)], strict=True):
+        if hi <= lo:
+            continue
+        clip_cols = {c: v[lo:hi] for c, v in cols.items()}
+        t0 = window_t0s(int(clip_cols["timestamp"][0]), int(clip_cols["timestamp"][-1]), step_s=step_s)
+        if len(t0):
+            parts.append(sample_windows(str(ids[lo]), clip_cols, t0))
+    windows = Windows.concat(parts)
+    usable, reasons = screen_windows(windows, p)
+    quarantine = tuple((str(windows.clip_id[i]), int(windows.t0_us[i]), reasons[i]) for i in np.flatnonzero(~usable))
+    w = windows.take(usable)
+    fit = fit_unicycle(w.history_xyz[..., :2], w.history_yaw, w.future_xyz[..., :2], w.future_yaw, p)
+    n = len(w)
+
+    def lists(a: np.ndarray) -> pa.Array:
+        flat = np.ascontiguousarray(a.reshape(n, -1))
+        return pa.ListArray.from_arrays(pa.array(np.arange(0, flat.size + 1, max(flat.shape[1], 1), dtype=np.int32)),
+                                        pa.array(flat.ravel()))
+
+    table = pa.table({
+        "chunk": pa.array([chunk] * n, pa.string()), "clip_id": pa.array(w.clip_id.tolist(), pa.string()),
+        "t0_us": w.t0_us, "split": pa.array([split_of[c] for c in w.clip_id], pa.string()),
+        "accel_mps2": lists(fit.accel_mps2), "curvature_1pm": lists(fit.curvature_1pm),
+        "accel_norm": lists(fit.accel_norm), "curvature_norm": lists(fit.curvature_norm), "v0_mps": fit.v0_mps,
+        "history_xyz": lists(w.history_xyz), "history_yaw": lists(w.history_yaw), "future_xyz": lists(w.future_xyz),
+        "future_yaw": lists(w.future_yaw), "rt_mean_err_m": fit.rt_mean_err_m, "rt_max_err_m": fit.rt_max_err_m,
+        "low_speed": fit.low_speed, "reversing": fit.reversing, "clipped": fit.clipped,
+        "params": pa.array([json.dumps(asdict(p), sort_keys=True)] * n, pa.string()),
+    })
+    return ChunkTargets(table, quarantine)

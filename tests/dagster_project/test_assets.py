@@ -11,13 +11,14 @@ import dagster as dg
 import pyarrow.compute as pc
 import pytest
 
-from dagster_project.assets import ingest
+from dagster_project.assets import ingest, targets
 from dagster_project.partitions import CHUNKS_PARTITION
 from dagster_project.resources import LakeResource, PAISourceResource
 from lake import io
 from lake import tables as T
 from tests.conftest import SMALL, rewrite_zip
 from transforms import pai_layout as L
+from transforms.unicycle import window_t0s
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,7 +28,8 @@ def _resources(lake: Path, mirror: Path) -> dict:
 
 
 def _materialize(instance: dg.DagsterInstance, resources: dict, key: str) -> dg.ExecuteInJobResult:
-    return dg.materialize([ingest.raw_chunks, ingest.chunk_index], partition_key=key, instance=instance,
+    return dg.materialize([ingest.raw_chunks, ingest.chunk_index, targets.unicycle_targets], partition_key=key,
+                          instance=instance,
                           resources=resources)
 
 
@@ -46,6 +48,15 @@ def test_spine_assets_materialize_and_rerun_without_duplicates(twin_dir: Path, t
     assert io.read(lake, T.CHUNKS, chunk="chunk_0000").num_rows == len(L.METADATA_FILES) + len(L.REQUIRED_FEATURES)
     mat = instance.get_latest_materialization_event(dg.AssetKey("clip_index")).asset_materialization
     assert mat.partition == "chunk_0001" and mat.metadata["clips_ok"].value == SMALL.clips_per_chunk
+    targets_rows = io.read(lake, T.UNICYCLE_TARGETS)
+    clips = io.read(lake, T.CLIPS).to_pylist()
+    expected = sum(len(window_t0s(c["egomotion_start_us"], c["egomotion_end_us"])) for c in clips)
+    assert targets_rows.num_rows == expected  # every window of every clip, once
+    keys = targets_rows.select(["clip_id", "t0_us"]).group_by(["clip_id", "t0_us"]).aggregate([([], "count_all")])
+    assert keys.num_rows == targets_rows.num_rows > 0  # re-runs replaced, not appended
+    meta = instance.get_latest_materialization_event(dg.AssetKey("unicycle_targets")).asset_materialization.metadata
+    assert meta["windows"].value == io.read(lake, T.UNICYCLE_TARGETS, chunk="chunk_0001").num_rows
+    assert meta["rt_mean_err_m_p95"].value < 0.07 and "data:image/png;base64" in meta["histograms"].value
 
 
 def test_quarantine_counts_reach_metadata_and_lake(twin_copy: Path, tmp_path: Path) -> None:

@@ -1,0 +1,29 @@
+"""Small PNG figures for asset metadata (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+
+def histograms_png(series: dict[str, np.ndarray], bins: int = 60, title: str = "") -> bytes:
+    """One histogram per named series, side by side, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(series), figsize=(4 * len(series), 3), squeeze=False)
+    for ax, (name, values) in zip(axes[0], series.items(), strict=True):
+        v = np.asarray(values, dtype=np.float64).ravel()
+        ax.hist(v[np.isfinite(v)], bins=bins, color="#4477aa")
+        ax.set_title(name, fontsize=9)
+        ax.set_yscale("log")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
