@@ -89,10 +89,19 @@ UNICYCLE_TARGETS = Table(
     key=("clip_id", "t0_us"),
 )
 
+COMMANDER_LABELS = Table(
+    "commander_labels", "gold",
+    # a new labeler version adds rows beside the old ones: writes replace (chunk, labeler, version)
+    _s(_req("chunk", pa.string()), _req("clip_id", pa.string()), _req("t0_us", pa.int64()),
+       _req("labeler", pa.string()), _req("labeler_version", pa.string()), _req("meta_action", pa.string()),
+       _req("command", pa.string()), _req("trace", pa.string()), ("confidence", pa.float64())),
+    key=("clip_id", "t0_us", "labeler", "labeler_version"),
+)
+
 QUARANTINE = Table(
     "quarantine", "qa",
     _s(_req("chunk", pa.string()), _req("clip_id", pa.string()), _req("stage", pa.string()),
        _req("kind", pa.string()), _req("reason", pa.string())),
 )
 
-ALL_TABLES = (CHUNKS, CLIPS, EGOMOTION, FRAMES, UNICYCLE_TARGETS, QUARANTINE)
+ALL_TABLES = (CHUNKS, CLIPS, EGOMOTION, FRAMES, UNICYCLE_TARGETS, COMMANDER_LABELS, QUARANTINE)

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from transforms import pai_layout as L
-from transforms.twin.writer import TwinConfig, chunk_is_written, write_metadata, write_twin
+from transforms.twin.writer import TwinConfig, chunk_is_written, twin_gt_paths, write_metadata, write_twin
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,8 @@ class LocalDirSource(Source):
             raise SourceError(f"unknown chunk {chunk_id}: {self.root}/clip_index.parquet lists chunks "
                               f"{known[:5]}{'...' if len(known) > 5 else ''} ({len(known)} in all)")
         files = {**meta, **{rel: self._require(rel) for rel in _repo_paths(feats, chunk_id, features)}}
+        # the twin's ground truth travels with its chunk when present (a copy of a twin, too)
+        files.update({rel: self.root / rel for rel in twin_gt_paths(chunk_id).values() if (self.root / rel).is_file()})
         return ChunkFiles(chunk_id, self.name, self.revision, files, feats)
 
 
@@ -316,6 +318,9 @@ def _feature_of(repo_path: str, features: dict[str, L.Feature], chunk_id: int) -
     for name, feat in features.items():
         if feat.path(chunk_id) == repo_path:
             return name
+    for name, rel in twin_gt_paths(chunk_id).items():
+        if rel == repo_path:
+            return f"twin_{name}"
     return "metadata"
 
 

@@ -80,16 +80,68 @@ class ZipMembers:
         return data
 
     def open(self, name: str) -> BinaryIO:
-        """A seekable stream of a member; for stored members of a healthy zip, without copying."""
+        """A seekable stream of a member; for stored members of a healthy zip, without copying.
+
+        A stored member is read through its own file handle over its byte range, not through
+        `ZipFile.open`: PyAV seeks back and forth (the moov box sits at the end of an mp4), and
+        ZipExtFile streams sharing one handle across threads failed with EOFError mid-read.
+        """
         if self._zf is not None and name in self.names:
             info = self._zf.getinfo(name)
             if info.compress_type == zipfile.ZIP_STORED:
-                return self._zf.open(name)  # seekable in place; CRC is checked on a full read
+                return MemberSlice(self.path, _data_offset(self.path, info), info.file_size)
         return io.BytesIO(self.read(name))
 
     def close(self) -> None:
         if self._zf is not None:
             self._zf.close()
+
+
+def _data_offset(path: Path, info: zipfile.ZipInfo) -> int:
+    """Where a member's data starts: after its local header (whose name/extra lengths may differ
+    from the central directory's)."""
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        head = f.read(_LOCAL_HEADER.size)
+    if len(head) < _LOCAL_HEADER.size or _LOCAL_HEADER.unpack(head)[0] != _LOCAL_SIG:
+        raise MemberError(f"member {info.filename} of {Path(path).name}: bad local header (corrupt)")
+    nlen, xlen = _LOCAL_HEADER.unpack(head)[9:11]
+    return info.header_offset + _LOCAL_HEADER.size + nlen + xlen
+
+
+class MemberSlice(io.RawIOBase):
+    """A read-only, seekable view of bytes [offset, offset + size) of a file, with its own handle."""
+
+    def __init__(self, path: Path, offset: int, size: int) -> None:
+        self._f = open(path, "rb")
+        self._offset, self._size, self._pos = offset, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = min(max(0, base + pos), self._size)
+        return self._pos
+
+    def readinto(self, buf: bytearray | memoryview) -> int:
+        n = min(len(buf), self._size - self._pos)
+        if n <= 0:
+            return 0
+        self._f.seek(self._offset + self._pos)
+        got = self._f.readinto(memoryview(buf)[:n])
+        self._pos += got
+        return got
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
 
 
 def _scan_local_headers(path: Path) -> dict[str, tuple[int, int, int, int, int] | None]:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -18,6 +19,7 @@ from lake import io
 from lake import tables as T
 from tests.conftest import SMALL, rewrite_zip
 from transforms import pai_layout as L
+from transforms.twin.writer import twin_gt_paths
 from transforms.unicycle import window_t0s
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,7 +47,8 @@ def test_spine_assets_materialize_and_rerun_without_duplicates(twin_dir: Path, t
     ego = io.read(lake, T.EGOMOTION)
     keys = ego.select(["clip_id", "timestamp"]).group_by(["clip_id", "timestamp"]).aggregate([([], "count_all")])
     assert keys.num_rows == ego.num_rows  # no duplicate pose rows
-    assert io.read(lake, T.CHUNKS, chunk="chunk_0000").num_rows == len(L.METADATA_FILES) + len(L.REQUIRED_FEATURES)
+    n_gt = len(twin_gt_paths(0))  # the twin's ground truth travels with its chunk
+    assert io.read(lake, T.CHUNKS, chunk="chunk_0000").num_rows == len(L.METADATA_FILES) + len(L.REQUIRED_FEATURES) + n_gt
     mat = instance.get_latest_materialization_event(dg.AssetKey("clip_index")).asset_materialization
     assert mat.partition == "chunk_0001" and mat.metadata["clips_ok"].value == SMALL.clips_per_chunk
     targets_rows = io.read(lake, T.UNICYCLE_TARGETS)
@@ -113,3 +116,44 @@ def test_cli_discover_then_materialize_from_fresh_dagster_home(source: str, twin
     clips = io.read(tmp_path / "lake", T.CLIPS)
     assert set(clips.column("chunk").to_pylist()) == {"chunk_0000"} and clips.num_rows >= 2
     assert io.read(tmp_path / "lake", T.FRAMES).num_rows > 200
+
+
+def test_commander_labels_are_versioned(twin_dir: Path, tmp_path: Path) -> None:
+    from dagster_project.assets import labels
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(CHUNKS_PARTITION, ["chunk_0000"])
+    res = _resources(tmp_path / "lake", twin_dir)
+    lake = tmp_path / "lake"
+    assert _materialize(instance, res, "chunk_0000").success
+    # rows of an older kinematic version, as if labeled before an upgrade
+    old = io.read(lake, T.UNICYCLE_TARGETS, chunk="chunk_0000").slice(0, 3)
+    n_old = old.num_rows
+    io.overwrite_partition(lake, T.COMMANDER_LABELS, pa.table({
+        "chunk": ["chunk_0000"] * n_old, "clip_id": old.column("clip_id"), "t0_us": old.column("t0_us"),
+        "labeler": ["kinematic"] * n_old, "labeler_version": ["0.9"] * n_old, "meta_action": ["keep_lane"] * n_old,
+        "command": ["Follow the lane"] * n_old, "trace": ["{}"] * n_old, "confidence": [0.5] * n_old}),
+        chunk="chunk_0000", extra={"labeler": "kinematic", "labeler_version": "0.9"})
+    for _ in range(2):
+        assert dg.materialize([labels.commander_labels], partition_key="chunk_0000", instance=instance,
+                              resources=res).success
+    rows = io.read(lake, T.COMMANDER_LABELS)
+    versions = pc.value_counts(rows.column("labeler_version")).to_pylist()
+    n_windows = io.read(lake, T.UNICYCLE_TARGETS, chunk="chunk_0000").num_rows
+    assert {v["values"]: v["counts"] for v in versions} == {"0.9": n_old, "1.0": n_windows}
+    current = io.read(lake, T.COMMANDER_LABELS, where={"labeler": "kinematic", "labeler_version": "1.0"})
+    assert current.num_rows == n_windows and all(current.column("command").to_pylist())
+    meta = instance.get_latest_materialization_event(dg.AssetKey("commander_labels")).asset_materialization.metadata
+    assert meta["windows_labeled"].value == n_windows and "| command | windows | share |" in meta["commands"].value
+
+
+def test_unavailable_labeler_fails_the_run_with_what_to_do(twin_dir: Path, tmp_path: Path) -> None:
+    from dagster_project.assets import labels
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(CHUNKS_PARTITION, ["chunk_0000"])
+    res = _resources(tmp_path / "lake", twin_dir)
+    assert _materialize(instance, res, "chunk_0000").success
+    with pytest.raises(Exception, match=r"alpamayo_r1 package|CUDA GPU"):
+        dg.materialize([labels.commander_labels], partition_key="chunk_0000", instance=instance, resources=res,
+                       run_config={"ops": {"commander_labels": {"config": {"labeler": "alpamayo"}}}})

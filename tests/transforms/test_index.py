@@ -215,3 +215,17 @@ def test_frame_poses_equal_the_official_interpolator() -> None:
     dyaw = np.angle(np.exp(1j * (ours[:, 2] - np.arctan2(rot[:, 1, 0], rot[:, 0, 0]))))
     np.testing.assert_allclose(dyaw, 0, atol=1e-9)
     np.testing.assert_allclose(ours[:, 3], np.linalg.norm(state.velocity, axis=1), atol=1e-9)
+
+
+def test_concurrent_indexing_reads_every_video(tmp_path: Path) -> None:
+    """Regression: threads sharing one ZipFile's handle made PyAV fail mid-read (EOFError or
+    InvalidDataError, which would have quarantined good clips). Members big enough for PyAV to
+    seek inside them, several workers, repeated."""
+    from transforms.twin.writer import TwinConfig, write_twin
+
+    root = write_twin(tmp_path / "t", TwinConfig(chunks=1, clips_per_chunk=4, seed=0, width=256, height=144,
+                                                  seconds=8.0))
+    files = mirror_source(root).fetch_chunk(0)
+    for _ in range(3):
+        ix = index_chunk(files, chunk="chunk_0000", workers=4)
+        assert ix.counts()["clips_ok"] == 4, ix.quarantine

@@ -20,6 +20,7 @@ import numpy as np
 from scipy.interpolate import CubicSpline
 
 SIM_DT_S = 0.01  # 100 Hz, the rate of PAI's egomotion
+GO_DONE_MPS = 6.0  # "go" (pulling away from a stop) ends here
 ROAD_DS_M = 0.5
 
 INTENTS = (
@@ -342,8 +343,8 @@ def simulate(clip_seed: int, seconds: float, scenario: str | None = None, speed_
                 stop_state = "go"
             if stop_state in ("stopping", "waiting") and stop_dist + 1.0 < gap:
                 gap, dv, lead = max(stop_dist + 1.0, 0.1), v, -1
-        elif stop_state == "go" and v > 0.85 * v_target:
-            stop_state = "done"
+        elif stop_state == "go" and v > min(0.85 * v_target, GO_DONE_MPS):
+            stop_state = "done"  # pulled away: from here on it is ordinary speeding up
 
         # lateral decisions
         if change is None:

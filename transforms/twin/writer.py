@@ -28,7 +28,7 @@ from scipy.spatial.transform import Rotation
 
 from transforms import pai_layout as L
 from transforms.twin.render import FThetaCamera, render_frames
-from transforms.twin.world import World, simulate
+from transforms.twin.world import SCENARIOS, World, simulate
 
 TWIN_DIR = "twin"
 TWIN_README = """# Twin-only ground truth (not part of PAI)
@@ -206,6 +206,14 @@ def _ground_truth(clip_id: str, world: World) -> dict[str, pd.DataFrame]:
     return {"scenario": scenario, "road": road, "agents": agents, "intent": intent}
 
 
+TWIN_GT_TABLES = ("scenario", "road", "agents", "intent")
+
+
+def twin_gt_paths(chunk_id: int) -> dict[str, str]:
+    """Repo-relative paths of a chunk's twin ground-truth tables."""
+    return {name: f"{TWIN_DIR}/{name}/{name}.chunk_{chunk_id:04d}.parquet" for name in TWIN_GT_TABLES}
+
+
 def chunk_is_written(root: Path, chunk_id: int) -> bool:
     return all((Path(root) / L.FEATURES[f].path(chunk_id)).exists() for f in L.REQUIRED_FEATURES)
 
@@ -223,7 +231,9 @@ def write_chunk(root: Path, cfg: TwinConfig, chunk_id: int) -> list[Path]:
     cam_feature, ego_feature = L.FEATURES[L.FRONT_CAMERA], L.FEATURES[L.EGOMOTION]
     for i, clip_id in enumerate(ids):
         seed = cfg.clip_seed(chunk_id, i)
-        world = simulate(seed, cfg.seconds)
+        # scenarios cycle through the chunk (offset per chunk), so even a small twin shows every
+        # behaviour a Commander names; everything else about the clip comes from its seed
+        world = simulate(seed, cfg.seconds, SCENARIOS[(chunk_id * cfg.clips_per_chunk + i) % len(SCENARIOS)])
         rng = np.random.default_rng(seed ^ 0x5EED)
         cam = FThetaCamera.front_wide(cfg.width, cfg.height, rng)
         # camera frames start a few ms before the clip, like the real 605-frame clips
@@ -266,7 +276,7 @@ def write_chunk(root: Path, cfg: TwinConfig, chunk_id: int) -> list[Path]:
         _parquet_bytes(pd.DataFrame(extrinsics).set_index(["clip_id", "sensor_name"])))
     put(L.FEATURES[L.VEHICLE_DIMENSIONS].path(chunk_id), _parquet_bytes(pd.DataFrame(dims).set_index("clip_id")))
     for name, dfs in truth.items():
-        put(f"{TWIN_DIR}/{name}/{name}.chunk_{chunk_id:04d}.parquet", _parquet_bytes(pd.concat(dfs, ignore_index=True)))
+        put(twin_gt_paths(chunk_id)[name], _parquet_bytes(pd.concat(dfs, ignore_index=True)))
     # the zips last: `chunk_is_written` keys on them, so a crash never leaves a chunk looking complete
     put(ego_feature.path(chunk_id), _zip_bytes(iter(ego_members)))
     put(cam_feature.path(chunk_id), _zip_bytes(iter(cam_members)))

@@ -1,0 +1,111 @@
+"""From `unicycle_targets` rows (and the twin's ground truth) to labels: the labeling step, pure."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from labelers.base import Labeler, LabelFailure, WindowContext
+from labelers.scene import twin_scenes
+from labelers.trace import Trace, render_command
+from transforms import pai_layout as L
+from transforms.frames import FrameDecodeError, decode_frames
+from transforms.source import ChunkFiles
+from transforms.twin.writer import twin_gt_paths
+from transforms.zipread import MemberError, ZipMembers
+
+
+def load_twin_gt(files: ChunkFiles) -> dict[str, pd.DataFrame] | None:
+    """The twin's ground-truth tables of a chunk, or None when the source has none (real PAI)."""
+    paths = {name: files.files.get(rel) for name, rel in twin_gt_paths(files.chunk_id).items()}
+    if any(p is None for p in paths.values()):
+        return None
+    return {name: pd.read_parquet(p) for name, p in paths.items()}
+
+
+def _np_lists(col: pa.ChunkedArray, width: int) -> np.ndarray:
+    flat = pa.concat_arrays([c.flatten() for c in col.chunks]) if col.num_chunks else pa.array([], pa.float64())
+    return flat.to_numpy(zero_copy_only=False).reshape(-1, width)
+
+
+def window_contexts(targets: pa.Table, gt: dict[str, pd.DataFrame] | None) -> list[WindowContext]:
+    """One context per `unicycle_targets` row, in row order."""
+    clip_ids = targets.column("clip_id").to_pylist()
+    t0s = targets.column("t0_us").to_pylist()
+    accel = _np_lists(targets.column("accel_mps2"), 64)
+    kappa = _np_lists(targets.column("curvature_1pm"), 64)
+    fut = _np_lists(targets.column("future_xyz"), 192).reshape(-1, 64, 3)
+    fut_yaw = _np_lists(targets.column("future_yaw"), 64)
+    v0 = targets.column("v0_mps").to_numpy()
+    scenes = twin_scenes(gt, clip_ids, t0s) if gt is not None else [None] * len(clip_ids)
+    return [WindowContext(c, int(t), float(v0[i]), accel[i], kappa[i], fut[i], fut_yaw[i], scenes[i])
+            for i, (c, t) in enumerate(zip(clip_ids, t0s, strict=True))]
+
+
+@dataclass(frozen=True)
+class Labeled:
+    table: pa.Table  # rows of lake.tables.COMMANDER_LABELS
+    failures: tuple[tuple[str, int, str], ...]  # (clip_id, t0_us, reason): flagged, not stored
+
+
+def label_windows(labeler: Labeler, contexts: list[WindowContext], *, chunk: str, seed: int = 0) -> Labeled:
+    results = labeler.label(contexts)
+    if len(results) != len(contexts):
+        raise RuntimeError(f"labeler {labeler.name} returned {len(results)} results for {len(contexts)} windows")
+    rows, failures = [], []
+    for w, r in zip(contexts, results, strict=True):
+        if isinstance(r, LabelFailure):
+            failures.append((w.clip_id, w.t0_us, r.reason))
+            continue
+        assert isinstance(r, Trace)
+        rows.append({"chunk": chunk, "clip_id": w.clip_id, "t0_us": w.t0_us, "labeler": labeler.name,
+                     "labeler_version": labeler.version, "meta_action": r.meta_action,
+                     "command": render_command(r, w.key, seed), "trace": r.to_json(), "confidence": r.confidence})
+    from lake.tables import COMMANDER_LABELS
+
+    return Labeled(pa.Table.from_pylist(rows, schema=COMMANDER_LABELS.schema), tuple(failures))
+
+
+def confusion(reference: list[str | None], predicted: list[str]) -> tuple[float, pd.DataFrame]:
+    """Agreement of predicted meta-actions with reference intents, and the confusion table."""
+    pairs = [(r, p) for r, p in zip(reference, predicted, strict=True) if r is not None]
+    agree = sum(r == p for r, p in pairs) / max(len(pairs), 1)
+    counts = Counter(pairs)
+    labels = sorted({x for pair in pairs for x in pair})
+    table = pd.DataFrame([[counts.get((r, p), 0) for p in labels] for r in labels], index=labels, columns=labels)
+    table.index.name, table.columns.name = "reference", "predicted"
+    return agree, table
+
+
+def attach_front_images(contexts: list[WindowContext],
+                        files: ChunkFiles) -> tuple[list[WindowContext], list[tuple[str, int, str]]]:
+    """Contexts with the front camera frame at t0 (one decoding pass per clip).
+
+    Returns the contexts that got an image, and (clip_id, t0_us, reason) for each that did not.
+    """
+    feat = files.features[L.FRONT_CAMERA]
+    zm = ZipMembers(files.feature_path(L.FRONT_CAMERA))
+    by_clip: dict[str, list[WindowContext]] = {}
+    for w in contexts:
+        by_clip.setdefault(w.clip_id, []).append(w)
+    out, failed = [], []
+    try:
+        for clip, ws in by_clip.items():
+            names = feat.members(clip)
+            try:
+                times = pq.read_table(io.BytesIO(zm.read(names["frame_timestamps"]))).column("timestamp").to_numpy()
+                with zm.open(names["video"]) as video:
+                    frames = decode_frames(video, times, np.array([w.t0_us for w in ws]))
+            except (MemberError, FrameDecodeError, pa.ArrowInvalid, OSError) as exc:
+                failed += [(w.clip_id, w.t0_us, f"no front frame ({exc})") for w in ws]
+                continue
+            out += [replace(w, image=frames[w.t0_us]) for w in ws]
+    finally:
+        zm.close()
+    return out, failed

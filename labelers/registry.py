@@ -1,0 +1,28 @@
+"""Labelers by name, as the asset config and the CLI choose them."""
+
+from __future__ import annotations
+
+from labelers.base import Labeler, LabelerUnavailable
+from labelers.kinematic import KinematicLabeler
+from transforms.source import ChunkFiles
+
+LABELERS = ("kinematic", "vlm", "alpamayo")
+IMAGE_LABELERS = ("vlm",)  # need the front frame attached to each window
+
+
+def make_labeler(name: str, files: ChunkFiles, *, vlm_model_dir: str = "") -> Labeler:
+    if name == "kinematic":
+        return KinematicLabeler()
+    if name == "vlm":
+        from labelers.vlm import VLMLabeler
+
+        if not vlm_model_dir:
+            raise LabelerUnavailable("labeler=vlm needs vlm_model_dir: a local image-text-to-text model folder")
+        return VLMLabeler(vlm_model_dir)
+    if name == "alpamayo":
+        from labelers.alpamayo import AlpamayoLabeler
+        from transforms.pai_reader import LocalPAIDataset
+
+        # the chunk's files sit at their repo paths under one root (a PAI copy, a twin, an HF snapshot)
+        return AlpamayoLabeler(dataset=LocalPAIDataset(files.path("features.csv").parent))
+    raise ValueError(f"unknown labeler {name!r}: choose one of {', '.join(LABELERS)}")
