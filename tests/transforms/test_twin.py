@@ -65,7 +65,11 @@ def test_official_reader_reads_the_twin(twin_dir: Path) -> None:
 def test_lane_marking_is_where_the_camera_model_says(twin_dir: Path) -> None:
     """Ground truth road + official camera model predict white paint where the image shows it."""
     ds = LocalPAIDataset(twin_dir)
-    clip = ds.clip_index.index[0]
+    # a clip whose first 30 m are free of other vehicles, so nothing hides the line
+    agents = pd.read_parquet(twin_dir / "twin/agents/agents.chunk_0000.parquet")
+    near0 = agents[(agents["timestamp"].abs() < 60_000) & (agents["x_m"] > 0) & (agents["x_m"] < 30)
+                   & (agents["y_m"].abs() < 10)]
+    clip = next(c for c in ds.clip_index.index[ds.clip_index["chunk"] == 0] if c not in set(near0["clip_id"]))
     gt = pd.read_parquet(twin_dir / "twin/road/road.chunk_0000.parquet").query("clip_id == @clip")
     sc = pd.read_parquet(twin_dir / "twin/scenario/scenario.chunk_0000.parquet").query("clip_id == @clip").iloc[0]
     # the right edge line (d = -w/2 + 0.1) 8..20 m ahead of the ego at t = 0 (ego at the origin then)
@@ -75,18 +79,27 @@ def test_lane_marking_is_where_the_camera_model_says(twin_dir: Path) -> None:
     img, (t_img,) = video.decode_images_from_timestamps(np.array([0], np.int64))
     pose = ego(np.array([t_img]))
     xr, yr, h = (np.interp(s, s, gt[c]) for c in ("x_m", "y_m", "heading_rad"))
-    d_line = -sc["lane_width_m"] / 2 + 0.1
-    pts_w = np.c_[xr - d_line * np.sin(h), yr + d_line * np.cos(h), np.zeros_like(s)]
-    pts_rig = pose.pose.inv().apply(pts_w)  # pose: rig -> anchor
-    ahead = (pts_rig[:, 0] > 8) & (pts_rig[:, 0] < 20)
     intr = ds.get_clip_feature(clip, "camera_intrinsics").camera_models[L.FRONT_CAMERA]
     extr = ds.get_clip_feature(clip, "sensor_extrinsics").sensor_poses[L.FRONT_CAMERA]
-    uv = np.round(intr.ray2pixel(extr.inv().apply(pts_rig[ahead]))).astype(int)
-    inside = (uv[:, 0] >= 0) & (uv[:, 0] < SMALL.width) & (uv[:, 1] >= 0) & (uv[:, 1] < SMALL.height)
-    assert inside.sum() >= 3
-    on_line = img[0][uv[inside, 1], uv[inside, 0]].astype(float).mean(axis=1)
-    # paint is ~235, asphalt ~90: at this resolution a marking pixel mixes both after H.264
-    assert np.median(on_line) > 120, on_line
+    frame = img[0].astype(float).mean(axis=2)
+
+    def brightness_near(d: float) -> np.ndarray:
+        """Brightest pixel within +-1 px of where points at lateral offset d, 8..20 m ahead, project."""
+        pts_w = np.c_[xr - d * np.sin(h), yr + d * np.cos(h), np.zeros_like(s)]
+        pts_rig = pose.pose.inv().apply(pts_w)  # pose: rig -> anchor
+        ahead = (pts_rig[:, 0] > 8) & (pts_rig[:, 0] < 20)
+        uv = np.round(intr.ray2pixel(extr.inv().apply(pts_rig[ahead]))).astype(int)
+        uv = uv[(uv[:, 0] >= 1) & (uv[:, 0] < SMALL.width - 1) & (uv[:, 1] >= 1) & (uv[:, 1] < SMALL.height - 1)]
+        assert len(uv) >= 3
+        return np.array([frame[v - 1: v + 2, u - 1: u + 2].max() for u, v in uv])
+
+    w = float(sc["lane_width_m"])
+    paint = brightness_near(-w / 2 + 0.1)  # the solid right edge line
+    asphalt = brightness_near(-w / 2 + 1.6)  # 1.5 m further into the lane
+    # paint renders ~235 and asphalt ~90; at 96x64 a 15 cm line 15 m away is sub-pixel and H.264
+    # blurs it, so compare with the asphalt beside it rather than with a fixed level
+    assert np.mean(paint > np.median(asphalt) + 10) >= 0.9, (paint, asphalt)
+    assert np.median(paint) > 180 and np.median(asphalt) < 120, (paint, asphalt)
 
 
 @pytest.mark.parametrize("scenario, expect", [
