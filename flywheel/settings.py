@@ -27,20 +27,12 @@ SourceKind = Literal["twin", "mirror", "hub"]
 SOURCE_KINDS: tuple[SourceKind, ...] = ("twin", "mirror", "hub")
 
 
-def _int(name: str, default: int) -> int:
+def _num[N: (int, float)](name: str, default: N, cast: type[N]) -> N:
     raw = os.environ.get(name, "")
     try:
-        return int(raw) if raw else default
+        return cast(raw) if raw else default
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not an integer") from None
-
-
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "")
-    try:
-        return float(raw) if raw else default
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
+        raise ValueError(f"{name}={raw!r} is not {'an integer' if cast is int else 'a number'}") from None
 
 
 @dataclass(frozen=True)
@@ -72,9 +64,9 @@ class Settings:
             hf_token=e("HF_TOKEN", ""),
             twin_dir=e("FLYWHEEL_TWIN_DIR") or "./data/twin",
             twin=TwinConfig(
-                chunks=_int("FLYWHEEL_TWIN_CHUNKS", 2), clips_per_chunk=_int("FLYWHEEL_TWIN_CLIPS", 4),
-                seed=_int("FLYWHEEL_TWIN_SEED", 0), width=_int("FLYWHEEL_TWIN_WIDTH", 256),
-                height=_int("FLYWHEEL_TWIN_HEIGHT", 144), seconds=_float("FLYWHEEL_TWIN_SECONDS", 20.0)),
+                chunks=_num("FLYWHEEL_TWIN_CHUNKS", 2, int), clips_per_chunk=_num("FLYWHEEL_TWIN_CLIPS", 4, int),
+                seed=_num("FLYWHEEL_TWIN_SEED", 0, int), width=_num("FLYWHEEL_TWIN_WIDTH", 256, int),
+                height=_num("FLYWHEEL_TWIN_HEIGHT", 144, int), seconds=_num("FLYWHEEL_TWIN_SECONDS", 20.0, float)),
         )
 
     def make_source(self) -> Source:

@@ -86,7 +86,8 @@ class KinematicLabeler(Labeler):
         sc = w.scene
         v = self._speeds(w)
         a = w.accel_mps2
-        change = lane_change_activity(self._lateral(w))[:SPAN]
+        lateral = self._lateral(w)
+        change = lane_change_activity(lateral)[:SPAN]
         kappa = sc.road_curvature_1pm if sc is not None else np.concatenate([w.curvature_1pm, w.curvature_1pm[-1:]])
         ahead = np.minimum(np.arange(SPAN) + SPAN, len(kappa) - 1)  # the road 2 s ahead, as a driver looks
         bend = (np.abs(kappa[:SPAN]) > TURN_CURVATURE) | (np.abs(kappa[ahead]) > TURN_CURVATURE)
@@ -107,7 +108,7 @@ class KinematicLabeler(Labeler):
                 "a slower vehicle holds the lane and the left lane is free"
         elif left or right:
             action, subject, reason = ("change_lane_left" if left else "change_lane_right"), "", \
-                f"the car moves sideways by {abs(self._lateral(w)[SPAN] - self._lateral(w)[0]):.1f} m in 2 s"
+                f"the car moves sideways by {abs(lateral[SPAN] - lateral[0]):.1f} m in 2 s"
         elif v[0] < 0.3 and v[SPAN] > 0.9:  # pulling away began within the first second
             action, subject, reason = "go", "", "the car pulls away from a standstill"
         elif v[0] < 0.3:

@@ -19,25 +19,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.interpolate import CubicSpline
 
+from labelers.trace import META_ACTIONS
+
 SIM_DT_S = 0.01  # 100 Hz, the rate of PAI's egomotion
 GO_DONE_MPS = 6.0  # "go" (pulling away from a stop) ends here
 ROAD_DS_M = 0.5
 
-INTENTS = (
-    "keep_lane",
-    "follow_lead",
-    "slow_down",
-    "speed_up",
-    "stop",
-    "go",
-    "turn_left",
-    "turn_right",
-    "change_lane_left",
-    "change_lane_right",
-    "overtake_left",
-    "overtake_right",
-    "yield",
-)
+# the driver model records its intent in the Commander vocabulary itself
+INTENTS = META_ACTIONS
 
 SCENARIOS = (
     "cruise",
