@@ -8,7 +8,7 @@ from dagster_project.resources import PAISourceResource
 from transforms.pai_layout import chunk_key
 
 INGEST = dg.AssetSelection.assets("raw_chunks", "clip_index", "egomotion", "frames", "unicycle_targets",
-                                   "commander_labels")
+                                   "commander_labels", "webdataset_shards")
 
 
 @dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED, asset_selection=INGEST)

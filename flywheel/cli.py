@@ -22,7 +22,7 @@ from flywheel.settings import Settings
 
 INGEST_ASSETS = "raw_chunks,clip_index,egomotion,frames"
 # the per-chunk part of the graph the main job runs (later stages join as they land)
-CHUNK_ASSETS = f"{INGEST_ASSETS},unicycle_targets,commander_labels"
+CHUNK_ASSETS = f"{INGEST_ASSETS},unicycle_targets,commander_labels,webdataset_shards"
 
 
 def _instance():  # noqa: ANN202 (DagsterInstance; dagster is imported lazily to keep `twin` fast)

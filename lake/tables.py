@@ -98,10 +98,20 @@ COMMANDER_LABELS = Table(
     key=("clip_id", "t0_us", "labeler", "labeler_version"),
 )
 
+SHARD_MANIFEST = Table(
+    "shard_manifest", "gold",
+    # one row per WebDataset shard; paths are relative to the lake's shards/ folder
+    _s(_req("chunk", pa.string()), _req("path", pa.string()), _req("split", pa.string()),
+       _req("samples", pa.int64()), _req("bytes", pa.int64()), _req("sha256", pa.string()),
+       ("first_key", pa.string()), ("last_key", pa.string()), _req("dataset_version", pa.string()),
+       ("labeler", pa.string()), ("labeler_version", pa.string()), ("config", pa.string())),
+    key=("path",),
+)
+
 QUARANTINE = Table(
     "quarantine", "qa",
     _s(_req("chunk", pa.string()), _req("clip_id", pa.string()), _req("stage", pa.string()),
        _req("kind", pa.string()), _req("reason", pa.string())),
 )
 
-ALL_TABLES = (CHUNKS, CLIPS, EGOMOTION, FRAMES, UNICYCLE_TARGETS, COMMANDER_LABELS, QUARANTINE)
+ALL_TABLES = (CHUNKS, CLIPS, EGOMOTION, FRAMES, UNICYCLE_TARGETS, COMMANDER_LABELS, SHARD_MANIFEST, QUARANTINE)

@@ -157,3 +157,27 @@ def test_unavailable_labeler_fails_the_run_with_what_to_do(twin_dir: Path, tmp_p
     with pytest.raises(Exception, match=r"alpamayo_r1 package|CUDA GPU"):
         dg.materialize([labels.commander_labels], partition_key="chunk_0000", instance=instance, resources=res,
                        run_config={"ops": {"commander_labels": {"config": {"labeler": "alpamayo"}}}})
+
+
+def test_webdataset_shards_asset_writes_manifest_and_resumes(twin_dir: Path, tmp_path: Path) -> None:
+    from dagster_project.assets import labels, shards
+    from transforms.source import sha256_of
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(CHUNKS_PARTITION, ["chunk_0000"])
+    res = _resources(tmp_path / "lake", twin_dir)
+    lake = tmp_path / "lake"
+    assert _materialize(instance, res, "chunk_0000").success
+    assert dg.materialize([labels.commander_labels, shards.webdataset_shards], partition_key="chunk_0000",
+                          instance=instance, resources=res).success
+    manifest = io.read(lake, T.SHARD_MANIFEST).to_pylist()
+    assert manifest and sum(r["samples"] for r in manifest) == io.read(lake, T.UNICYCLE_TARGETS).num_rows
+    for r in manifest:
+        assert sha256_of(lake / "shards" / r["path"]) == r["sha256"]
+    assert len({r["dataset_version"] for r in manifest}) == 1
+    assert dg.materialize([shards.webdataset_shards], partition_key="chunk_0000", instance=instance, resources=res).success
+    meta = instance.get_latest_materialization_event(dg.AssetKey("webdataset_shards")).asset_materialization.metadata
+    assert meta["shards_written"].value == 0 and meta["shards_skipped"].value == len(manifest)
+    with pytest.raises(Exception, match=r"no commander_labels of kinematic 9\.9"):
+        dg.materialize([shards.webdataset_shards], partition_key="chunk_0000", instance=instance, resources=res,
+                       run_config={"ops": {"webdataset_shards": {"config": {"labeler_version": "9.9"}}}})

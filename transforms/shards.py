@@ -1,0 +1,311 @@
+"""Export training windows into WebDataset tar shards: deterministic, resumable, atomic.
+
+A sample per window (standard webdataset keys): `jpg` the front camera at t0 (optionally
+`prev1.jpg`..`prev3.jpg` at t0 - 0.1 s ...), `json` (clip, t0, command, trace, ego state, labeler),
+`actions.npy` (64, 2) normalised (a, κ), `future.npy` (64, 3), `history.npy` (16, 3), float32.
+
+Determinism: samples are ordered by (split, clip, t0); a shard closes at `max_count` samples or
+once it passes `max_bytes`; tar members have fixed owner, mode and mtime; JPEG encoding is
+deterministic for a given libjpeg. So a shard's bytes are a function of its inputs and the config,
+and re-exporting gives the same sha256. Each shard is written aside and renamed when complete;
+on resume, shards listed in the manifest with the same dataset version and an intact file are
+skipped (their samples are not decoded again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from PIL import Image
+
+from transforms import pai_layout as L
+from transforms.frames import FrameDecodeError, decode_frames
+from transforms.source import ChunkFiles, sha256_of
+from transforms.unicycle import N_FUT, N_HIST
+from transforms.zipread import MemberError, ZipMembers
+
+SHARD_MTIME = 1_700_000_000  # fixed member mtime: reproducible bytes
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    image_width: int = 256
+    image_height: int = 144
+    jpeg_quality: int = 90
+    history_frames: int = 0  # extra frames before t0, 0.1 s apart (0..3)
+    max_count: int = 1000
+    max_bytes: int = 256 * 2**20
+    labeler: str = "kinematic"
+    labeler_version: str = "1.0"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.history_frames <= 3:
+            raise ValueError(f"history_frames={self.history_frames}: choose 0..3 (frames at t0 - 0.1 s ...)")
+        if self.image_width < 16 or self.image_height < 16 or not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"image {self.image_width}x{self.image_height} q{self.jpeg_quality}: need >= 16 px and "
+                             "quality 1..100")
+        if self.max_count < 1 or self.max_bytes < 1:
+            raise ValueError(f"max_count={self.max_count}, max_bytes={self.max_bytes}: both must be >= 1")
+
+
+@dataclass(frozen=True)
+class Window:
+    """Everything a sample needs except its images."""
+
+    chunk: str
+    clip_id: str
+    t0_us: int
+    split: str
+    actions: np.ndarray  # (64, 2) normalised
+    future_xyz: np.ndarray  # (64, 3)
+    history_xyz: np.ndarray  # (16, 3)
+    state: dict[str, float]  # v, a, κ, yaw rate at t0 (measured, from egomotion)
+    label: dict[str, object]  # command, meta_action, trace, labeler, labeler_version, confidence
+
+    @property
+    def key(self) -> str:
+        return f"{self.clip_id}_{self.t0_us:011d}"  # webdataset keys: no dots
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    path: str  # relative to the shard root
+    split: str
+    samples: int
+    bytes: int
+    sha256: str
+    first_key: str
+    last_key: str
+
+
+@dataclass
+class ExportResult:
+    shards: list[ShardRecord] = field(default_factory=list)
+    written: int = 0
+    skipped: int = 0
+    quarantined: list[tuple[str, int, str]] = field(default_factory=list)  # (clip_id, t0_us, reason)
+    frames_decoded: int = 0
+
+
+def _lists(col: pa.ChunkedArray, width: int) -> np.ndarray:
+    flat = pa.concat_arrays([c.flatten() for c in col.chunks]) if col.num_chunks else pa.array([], pa.float64())
+    return flat.to_numpy(zero_copy_only=False).reshape(-1, width)
+
+
+def ego_state_at(egomotion: pa.Table, clip_ids: list[str], t0s: list[int]) -> list[dict[str, float]]:
+    """Measured ego state at each t0 (linear interpolation of the egomotion): speed, longitudinal
+    acceleration, curvature, yaw rate. Observations only: nothing from the future is used."""
+    out = []
+    by_clip: dict[str, dict[str, np.ndarray]] = {}
+    for clip in sorted(set(clip_ids)):
+        rows = egomotion.filter(pc.equal(egomotion.column("clip_id"), clip)).sort_by("timestamp")
+        by_clip[clip] = {c: rows.column(c).to_numpy() for c in ("timestamp", "vx", "vy", "ax", "ay", "curvature")}
+    for clip, t0 in zip(clip_ids, t0s, strict=True):
+        e = by_clip[clip]
+        at = {c: float(np.interp(t0, e["timestamp"], e[c])) for c in ("vx", "vy", "ax", "ay", "curvature")}
+        v = float(np.hypot(at["vx"], at["vy"]))
+        a_long = (at["ax"] * at["vx"] + at["ay"] * at["vy"]) / v if v > 0.1 else float(np.hypot(at["ax"], at["ay"]))
+        out.append({"v_mps": v, "a_mps2": a_long, "kappa_1pm": at["curvature"], "yaw_rate_radps": at["curvature"] * v})
+    return out
+
+
+def windows_for_chunk(targets: pa.Table, labels: pa.Table, egomotion: pa.Table, *, chunk: str) -> list[Window]:
+    """Join targets with one labeler version's labels; windows without a label are left out."""
+    label_of = {(r["clip_id"], r["t0_us"]): r for r in labels.to_pylist()}
+    keep = [i for i, (c, t) in enumerate(zip(targets.column("clip_id").to_pylist(), targets.column("t0_us").to_pylist(),
+                                             strict=True)) if (c, t) in label_of]
+    t = targets.take(pa.array(keep, pa.int64())) if keep else targets.slice(0, 0)
+    clip_ids, t0s = t.column("clip_id").to_pylist(), t.column("t0_us").to_pylist()
+    acts = np.stack([_lists(t.column("accel_norm"), N_FUT), _lists(t.column("curvature_norm"), N_FUT)], -1)
+    fut = _lists(t.column("future_xyz"), N_FUT * 3).reshape(-1, N_FUT, 3)
+    hist = _lists(t.column("history_xyz"), N_HIST * 3).reshape(-1, N_HIST, 3)
+    states = ego_state_at(egomotion, clip_ids, t0s) if clip_ids else []
+    out = []
+    for i, (c, t0) in enumerate(zip(clip_ids, t0s, strict=True)):
+        lab = label_of[(c, t0)]
+        out.append(Window(chunk, c, int(t0), str(t.column("split")[i].as_py()), acts[i].astype(np.float32),
+                          fut[i].astype(np.float32), hist[i].astype(np.float32), states[i],
+                          {k: lab[k] for k in ("command", "meta_action", "labeler", "labeler_version", "confidence")}
+                          | {"trace": json.loads(lab["trace"])}))
+    return sorted(out, key=lambda w: (w.split, w.clip_id, w.t0_us))
+
+
+def dataset_version(cfg: ShardConfig, *, chunk: str, inputs: dict[str, str]) -> str:
+    """A hash of the export config and the identities of its inputs (file sha256s, table digests)."""
+    doc = json.dumps({"config": asdict(cfg), "chunk": chunk, "inputs": inputs}, sort_keys=True)
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _jpeg(img: np.ndarray, cfg: ShardConfig) -> bytes:
+    im = Image.fromarray(img)
+    if im.size != (cfg.image_width, cfg.image_height):
+        im = im.resize((cfg.image_width, cfg.image_height), Image.BILINEAR)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=cfg.jpeg_quality, optimize=False, progressive=False)
+    return buf.getvalue()
+
+
+def sample_members(w: Window, images: list[np.ndarray], cfg: ShardConfig) -> list[tuple[str, bytes]]:
+    """(member name, bytes) of one sample, in a fixed order."""
+    meta = {"clip_id": w.clip_id, "t0_us": w.t0_us, "chunk": w.chunk, "split": w.split, "state": w.state,
+            "image": {"width": cfg.image_width, "height": cfg.image_height, "history_frames": cfg.history_frames},
+            **w.label}
+    members = [(f"{w.key}.jpg", _jpeg(images[0], cfg))]
+    members += [(f"{w.key}.prev{k}.jpg", _jpeg(images[k], cfg)) for k in range(1, len(images))]
+    members += [(f"{w.key}.json", json.dumps(meta, sort_keys=True).encode()),
+                (f"{w.key}.actions.npy", _npy(w.actions)), (f"{w.key}.future.npy", _npy(w.future_xyz)),
+                (f"{w.key}.history.npy", _npy(w.history_xyz))]
+    return members
+
+
+class _ShardFile:
+    """A tar being written aside (`.name.tmp`), published by rename when closed."""
+
+    def __init__(self, root: Path, rel: str) -> None:
+        self.final = root / rel
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.final.with_name(f".{self.final.name}.tmp-{os.getpid()}")
+        self._f = open(self.tmp, "wb")
+        self._tar = tarfile.open(fileobj=self._f, mode="w", format=tarfile.USTAR_FORMAT)
+        self.samples, self.first_key, self.last_key = 0, "", ""
+
+    def add(self, key: str, members: list[tuple[str, bytes]]) -> None:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), SHARD_MTIME, 0o444
+            info.uname = info.gname = "flywheel"
+            self._tar.addfile(info, io.BytesIO(data))
+        self.samples += 1
+        self.first_key = self.first_key or key
+        self.last_key = key
+
+    @property
+    def nbytes(self) -> int:
+        return self._f.tell()
+
+    def publish(self) -> None:
+        self._tar.close()
+        self._f.close()
+        self.tmp.replace(self.final)
+
+    def abort(self) -> None:
+        self._tar.close()
+        self._f.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _images_by_clip(files: ChunkFiles, windows: list[Window], cfg: ShardConfig,
+                    result: ExportResult) -> Iterator[tuple[Window, list[np.ndarray] | None]]:
+    """Each window with its frames (t0 and, if asked, before), decoded in one pass per clip."""
+    feat = files.features[L.FRONT_CAMERA]
+    zm = ZipMembers(files.feature_path(L.FRONT_CAMERA))
+    offsets = [k * 100_000 for k in range(cfg.history_frames + 1)]
+    try:
+        i = 0
+        while i < len(windows):
+            j = i
+            while j < len(windows) and windows[j].clip_id == windows[i].clip_id:
+                j += 1
+            group = windows[i:j]
+            names = feat.members(group[0].clip_id)
+            try:
+                times = pq.read_table(io.BytesIO(zm.read(names["frame_timestamps"]))).column("timestamp").to_numpy()
+                wanted = np.array(sorted({w.t0_us - o for w in group for o in offsets}), np.int64)
+                usable = wanted[(wanted >= times[0]) & (wanted <= times[-1])]
+                with zm.open(names["video"]) as video:
+                    frames = decode_frames(video, times, usable) if len(usable) else {}
+                result.frames_decoded += len(frames)
+            except (MemberError, FrameDecodeError, pa.ArrowInvalid, OSError) as exc:
+                for w in group:
+                    yield w, None
+                    result.quarantined.append((w.clip_id, w.t0_us, f"front frames unavailable: {exc}"))
+                i = j
+                continue
+            for w in group:
+                imgs = [frames.get(w.t0_us - o) for o in offsets]
+                if any(im is None for im in imgs):
+                    result.quarantined.append((w.clip_id, w.t0_us, "a frame at or before t0 is outside the video"))
+                    yield w, None
+                else:
+                    yield w, imgs  # type: ignore[misc]
+            i = j
+    finally:
+        zm.close()
+
+
+def export_shards(files: ChunkFiles, windows: list[Window], out_root: Path, cfg: ShardConfig, *, chunk: str,
+                  done: dict[str, ShardRecord] | None = None) -> ExportResult:
+    """Write the chunk's windows into shards `{split}/{chunk}-{n:05d}.tar` under out_root.
+
+    `done` maps shard paths already exported at this dataset version to their records; those
+    whose file is intact (same sha256) are skipped and their samples not decoded again.
+    """
+    out_root = Path(out_root)
+    done = done or {}
+    result = ExportResult()
+    by_split: dict[str, list[Window]] = {}
+    for w in windows:
+        by_split.setdefault(w.split, []).append(w)
+    for split, ws in sorted(by_split.items()):
+        n, pos = 0, 0
+        # resume: skip the completed prefix of this split's shards
+        while (rec := done.get(f"{split}/{chunk}-{n:05d}.tar")) is not None and (out_root / rec.path).is_file() and \
+                sha256_of(out_root / rec.path) == rec.sha256:
+            assert ws[pos].key == rec.first_key, f"resume mismatch at {rec.path}: {ws[pos].key} != {rec.first_key}"
+            pos += rec.samples
+            result.shards.append(rec)
+            result.skipped += 1
+            n += 1
+        shard: _ShardFile | None = None
+        try:
+            for w, imgs in _images_by_clip(files, ws[pos:], cfg, result):
+                if imgs is None:
+                    continue
+                if shard is None:
+                    shard = _ShardFile(out_root, f"{split}/{chunk}-{n:05d}.tar")
+                shard.add(w.key, sample_members(w, imgs, cfg))
+                if shard.samples >= cfg.max_count or shard.nbytes >= cfg.max_bytes:
+                    result.shards.append(_close(shard, out_root, split))
+                    result.written += 1
+                    shard, n = None, n + 1
+            if shard is not None:
+                result.shards.append(_close(shard, out_root, split))
+                result.written += 1
+                shard = None
+        finally:
+            if shard is not None:
+                shard.abort()
+    return result
+
+
+def _close(shard: _ShardFile, root: Path, split: str) -> ShardRecord:
+    shard.publish()
+    rel = shard.final.relative_to(root).as_posix()
+    return ShardRecord(rel, split, shard.samples, shard.final.stat().st_size, sha256_of(shard.final),
+                       shard.first_key, shard.last_key)
+
+
+def table_digest(table: pa.Table, columns: list[str], sort_by: list[str]) -> str:
+    """A content hash of some columns of a table (order-independent: rows are sorted first)."""
+    t = table.select(columns).sort_by([(c, "ascending") for c in sort_by])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, t.schema) as writer:
+        writer.write_table(t)
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()[:16]
