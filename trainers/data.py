@@ -27,27 +27,36 @@ def shard_urls(root: str | Path, split: str) -> list[str]:
 
 
 def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
-    """Raw tar members -> arrays: image (3, H, W) float32 in [0, 1], state (4,), actions (64, 2), ..."""
+    """Raw tar members -> arrays: image (3, H, W) uint8, state (4,), actions (64, 2), future, history.
+
+    Images stay uint8 (4x less to move between processes); `images_to_float` scales a batch
+    where it is used, on the training device. Tensors are made once per batch in `collate`.
+    """
     meta = json.loads(sample["json"])
-    img = np.array(Image.open(io.BytesIO(sample["jpg"])).convert("RGB"), dtype=np.uint8)  # a writable copy
+    img = np.asarray(Image.open(io.BytesIO(sample["jpg"])).convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)
     s = meta["state"]
     return {
         "key": sample["__key__"],
-        "image": torch.from_numpy(img).permute(2, 0, 1).float().div_(255.0),
-        "state": torch.tensor([s["v_mps"], s["a_mps2"], s["kappa_1pm"], s["yaw_rate_radps"]], dtype=torch.float32),
-        "actions": torch.from_numpy(np.load(io.BytesIO(sample["actions.npy"]))),
-        "future": torch.from_numpy(np.load(io.BytesIO(sample["future.npy"]))),
-        "history": torch.from_numpy(np.load(io.BytesIO(sample["history.npy"]))),
+        "image": img,
+        "state": np.array([s["v_mps"], s["a_mps2"], s["kappa_1pm"], s["yaw_rate_radps"]], dtype=np.float32),
+        "actions": np.load(io.BytesIO(sample["actions.npy"])),
+        "future": np.load(io.BytesIO(sample["future.npy"])),
+        "history": np.load(io.BytesIO(sample["history.npy"])),
         "command": meta["command"],
         "meta_action": meta["meta_action"],
     }
+
+
+def images_to_float(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) uint8 -> float32 in [0, 1]."""
+    return images.to(torch.float32).div_(255.0)
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k in samples[0]:
         vals = [s[k] for s in samples]
-        out[k] = torch.stack(vals) if isinstance(vals[0], torch.Tensor) else vals
+        out[k] = torch.from_numpy(np.stack(vals)) if isinstance(vals[0], np.ndarray) else vals
     return out
 
 

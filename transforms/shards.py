@@ -19,7 +19,9 @@ import io
 import json
 import os
 import tarfile
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,7 @@ from transforms.unicycle import N_FUT, N_HIST
 from transforms.zipread import MemberError, ZipMembers
 
 SHARD_MTIME = 1_700_000_000  # fixed member mtime: reproducible bytes
+DECODE_AHEAD = 2  # clips decoded ahead of the writer (results are consumed in order)
 
 
 @dataclass(frozen=True)
@@ -211,41 +214,61 @@ class _ShardFile:
         self.tmp.unlink(missing_ok=True)
 
 
+def _clip_groups(windows: list[Window]) -> list[list[Window]]:
+    groups: list[list[Window]] = []
+    for w in windows:
+        if groups and groups[-1][0].clip_id == w.clip_id:
+            groups[-1].append(w)
+        else:
+            groups.append([w])
+    return groups
+
+
+def _decode_group(zm: ZipMembers, feat: L.Feature, group: list[Window],
+                  offsets: list[int]) -> dict[int, np.ndarray] | Exception:
+    """One clip's needed frames in one pass, or the error that prevented it."""
+    names = feat.members(group[0].clip_id)
+    try:
+        times = pq.read_table(io.BytesIO(zm.read(names["frame_timestamps"]))).column("timestamp").to_numpy()
+        wanted = np.array(sorted({w.t0_us - o for w in group for o in offsets}), np.int64)
+        usable = wanted[(wanted >= times[0]) & (wanted <= times[-1])]
+        with zm.open(names["video"]) as video:
+            return decode_frames(video, times, usable) if len(usable) else {}
+    except (MemberError, FrameDecodeError, pa.ArrowInvalid, OSError) as exc:
+        return exc
+
+
 def _images_by_clip(files: ChunkFiles, windows: list[Window], cfg: ShardConfig,
                     result: ExportResult) -> Iterator[tuple[Window, list[np.ndarray] | None]]:
-    """Each window with its frames (t0 and, if asked, before), decoded in one pass per clip."""
+    """Each window with its frames (t0 and, if asked, before), decoded in one pass per clip.
+
+    The next clips are decoded in background threads while the caller encodes and writes the
+    current one (FFmpeg releases the GIL), so export runs close to decoding speed.
+    """
     feat = files.features[L.FRONT_CAMERA]
     zm = ZipMembers(files.feature_path(L.FRONT_CAMERA))
     offsets = [k * 100_000 for k in range(cfg.history_frames + 1)]
+    groups = _clip_groups(windows)
     try:
-        i = 0
-        while i < len(windows):
-            j = i
-            while j < len(windows) and windows[j].clip_id == windows[i].clip_id:
-                j += 1
-            group = windows[i:j]
-            names = feat.members(group[0].clip_id)
-            try:
-                times = pq.read_table(io.BytesIO(zm.read(names["frame_timestamps"]))).column("timestamp").to_numpy()
-                wanted = np.array(sorted({w.t0_us - o for w in group for o in offsets}), np.int64)
-                usable = wanted[(wanted >= times[0]) & (wanted <= times[-1])]
-                with zm.open(names["video"]) as video:
-                    frames = decode_frames(video, times, usable) if len(usable) else {}
+        with ThreadPoolExecutor(max_workers=DECODE_AHEAD) as pool:
+            pending = deque(pool.submit(_decode_group, zm, feat, g, offsets) for g in groups[:DECODE_AHEAD])
+            for k, group in enumerate(groups):
+                frames = pending.popleft().result()
+                if k + DECODE_AHEAD < len(groups):
+                    pending.append(pool.submit(_decode_group, zm, feat, groups[k + DECODE_AHEAD], offsets))
+                if isinstance(frames, Exception):
+                    for w in group:
+                        result.quarantined.append((w.clip_id, w.t0_us, f"front frames unavailable: {frames}"))
+                        yield w, None
+                    continue
                 result.frames_decoded += len(frames)
-            except (MemberError, FrameDecodeError, pa.ArrowInvalid, OSError) as exc:
                 for w in group:
-                    yield w, None
-                    result.quarantined.append((w.clip_id, w.t0_us, f"front frames unavailable: {exc}"))
-                i = j
-                continue
-            for w in group:
-                imgs = [frames.get(w.t0_us - o) for o in offsets]
-                if any(im is None for im in imgs):
-                    result.quarantined.append((w.clip_id, w.t0_us, "a frame at or before t0 is outside the video"))
-                    yield w, None
-                else:
-                    yield w, imgs  # type: ignore[misc]
-            i = j
+                    imgs = [frames.get(w.t0_us - o) for o in offsets]
+                    if any(im is None for im in imgs):
+                        result.quarantined.append((w.clip_id, w.t0_us, "a frame at or before t0 is outside the video"))
+                        yield w, None
+                    else:
+                        yield w, imgs  # type: ignore[misc]
     finally:
         zm.close()
 

@@ -128,13 +128,16 @@ def test_config_is_validated() -> None:
 
 
 def test_loader_batches_each_sample_once_per_epoch_across_workers(exported: tuple) -> None:
-    from trainers.data import make_loader
+    import torch
+
+    from trainers.data import images_to_float, make_loader
 
     *_, out, res = exported
     urls = sorted(str(out / r.path) for r in res.shards)
     keys = []
     for batch in make_loader(urls, batch_size=4, num_workers=2, shuffle_buffer=20):
-        assert batch["image"].shape[1:] == (3, 144, 256) and batch["image"].max() <= 1.0
+        assert batch["image"].shape[1:] == (3, 144, 256) and batch["image"].dtype == torch.uint8
+        assert 0.0 <= float(images_to_float(batch["image"]).max()) <= 1.0
         assert batch["actions"].shape[1:] == (64, 2) and batch["state"].shape[1] == 4
         keys += batch["key"]
     assert sorted(keys) == sorted(k for r in res.shards for k in _keys(out / r.path))
