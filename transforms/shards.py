@@ -332,3 +332,36 @@ def table_digest(table: pa.Table, columns: list[str], sort_by: list[str]) -> str
     with pa.ipc.new_stream(sink, t.schema) as writer:
         writer.write_table(t)
     return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ChunkExport:
+    version: str
+    manifest: list[dict[str, object]]  # rows of lake.tables.SHARD_MANIFEST
+    result: ExportResult
+
+
+def export_chunk(files: ChunkFiles, *, chunk: str, cfg: ShardConfig, out_root: Path, targets: pa.Table,
+                 labels: pa.Table, egomotion: pa.Table, file_sha256: dict[str, str],
+                 previous: list[dict[str, object]]) -> ChunkExport:
+    """Export one chunk's labeled windows, resuming from `previous` manifest rows of the same version.
+
+    `file_sha256` maps features to the sha256 of the chunk files they were read from (bronze);
+    shards of an older export that this one does not produce are deleted.
+    """
+    if labels.num_rows == 0:
+        raise ValueError(f"{chunk}: no commander_labels of {cfg.labeler} {cfg.labeler_version}; materialize "
+                         "commander_labels with that labeler first, or set labeler/labeler_version to one that exists")
+    windows = windows_for_chunk(targets, labels, egomotion, chunk=chunk)
+    version = dataset_version(cfg, chunk=chunk, inputs={
+        "camera": file_sha256[L.FRONT_CAMERA], "egomotion": file_sha256[L.EGOMOTION],
+        "targets": table_digest(targets, ["clip_id", "t0_us", "accel_norm", "curvature_norm"], ["clip_id", "t0_us"]),
+        "labels": table_digest(labels, ["clip_id", "t0_us", "command", "trace"], ["clip_id", "t0_us"])})
+    done = {str(r["path"]): ShardRecord(**{k: r[k] for k in ShardRecord.__dataclass_fields__})  # type: ignore[arg-type]
+            for r in previous if r["dataset_version"] == version}
+    res = export_shards(files, windows, out_root, cfg, chunk=chunk, done=done)
+    for stale in {str(r["path"]) for r in previous} - {s.path for s in res.shards}:
+        (Path(out_root) / stale).unlink(missing_ok=True)
+    rows = [{**asdict(s), "chunk": chunk, "dataset_version": version, "labeler": cfg.labeler,
+             "labeler_version": cfg.labeler_version, "config": json.dumps(asdict(cfg), sort_keys=True)} for s in res.shards]
+    return ChunkExport(version, rows, res)
