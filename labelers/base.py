@@ -26,6 +26,7 @@ class Scene:
     lead_speed_mps: np.ndarray  # (65,)
     right_neighbour: np.ndarray  # (65,) bool, being overtaken: a clearly slower vehicle to the right (40 m ahead
     # to 60 m behind) that was ahead in the ego's lane within the last 12 s
+    passed_class: str  # class of the vehicle being overtaken during the span ("" when none)
     stop_line_m: float  # distance from the front bumper to the next stop line at t0; nan when none ahead
     stop_line_behind_m: float  # distance driven since the front bumper crossed the last stop line; nan if none
     road_curvature_1pm: np.ndarray  # (65,) curvature of the road at the ego's position

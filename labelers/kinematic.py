@@ -104,7 +104,7 @@ class KinematicLabeler(Labeler):
         line_behind = sc.stop_line_behind_m if sc is not None else np.nan
 
         if (left and slower_lead) or passing:
-            action, subject, reason = "overtake_left", lead if slower_lead else "vehicle", \
+            action, subject, reason = "overtake_left", lead if slower_lead else (sc.passed_class or "vehicle"), \
                 "a slower vehicle holds the lane and the left lane is free"
         elif left or right:
             action, subject, reason = ("change_lane_left" if left else "change_lane_right"), "", \

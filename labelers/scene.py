@@ -36,6 +36,7 @@ def _clip_timeline(ego: pd.DataFrame, agents: pd.DataFrame, width: float) -> dic
     lead_cls = np.full(n, "", dtype=object)
     oncoming = np.zeros(n, int)
     right = np.zeros(n, bool)
+    passed_cls = np.full(n, "", dtype=object)
     if len(agents):
         ids = np.sort(agents["track_id"].unique())
         tick = {t: i for i, t in enumerate(ts)}
@@ -60,7 +61,9 @@ def _clip_timeline(ego: pd.DataFrame, agents: pd.DataFrame, width: float) -> dic
             was_ahead = seen - np.concatenate([np.zeros((len(ids), mem + 1)), seen], axis=1)[:, :n] > 0
             rel_s = s_a - s_e
             right_of = (d_a - d_e < -0.3 * width) & (rel_s < 40.0) & (rel_s > -60.0) & (v_a < v_e - 4.0)
-            right = (same_dir & right_of & was_ahead).any(axis=0)
+            passing = same_dir & right_of & was_ahead
+            right = passing.any(axis=0)
+            passed_cls = np.where(right, cls[np.argmax(passing, axis=0), np.arange(n)], "")
             oncoming = ((~same_dir) & np.isfinite(s_a) & (np.abs(rel_s) < 100)).sum(axis=0)
             masked = np.where(ahead, ds, np.inf)
         j = np.argmin(masked, axis=0)
@@ -69,7 +72,7 @@ def _clip_timeline(ego: pd.DataFrame, agents: pd.DataFrame, width: float) -> dic
         lead_v[has] = v_a[j, np.arange(n)][has]
         lead_cls[has] = cls[j, np.arange(n)][has]
     return {"timestamp": ts, "s": s_e, "d": d_e, "lane": ego["lane"].to_numpy().astype(int), "gap": gap,
-            "lead_v": lead_v, "lead_cls": lead_cls, "right": right, "oncoming": oncoming}
+            "lead_v": lead_v, "lead_cls": lead_cls, "right": right, "passed_cls": passed_cls, "oncoming": oncoming}
 
 
 def twin_scenes(gt: dict[str, pd.DataFrame], clip_ids: list[str], t0s: list[int]) -> list[Scene | None]:
@@ -98,6 +101,7 @@ def twin_scenes(gt: dict[str, pd.DataFrame], clip_ids: list[str], t0s: list[int]
             n_lanes=int(sc["n_lanes"]), lane=tl["lane"][rows], d_m=tl["d"][rows],
             lead_class=str(tl["lead_cls"][rows[0]]), lead_gap_m=tl["gap"][rows], lead_speed_mps=tl["lead_v"][rows],
             right_neighbour=tl["right"][rows],
+            passed_class=next((str(c) for c in tl["passed_cls"][rows][:20] if c), ""),
             stop_line_m=float(ahead_lines.min() - s0) if len(ahead_lines) else float("nan"),
             stop_line_behind_m=float(passed.min()) if len(passed) else float("nan"),
             road_curvature_1pm=np.interp(tl["s"][rows], road["s_m"].to_numpy(), road["curvature_1pm"].to_numpy()),
