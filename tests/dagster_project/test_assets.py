@@ -29,15 +29,22 @@ def _resources(lake: Path, mirror: Path) -> dict:
     return {"lake": LakeResource(root=str(lake)), "source": PAISourceResource(kind="mirror", mirror_dir=str(mirror))}
 
 
+@pytest.fixture
+def instance() -> dg.DagsterInstance:
+    """An ephemeral instance with both chunk partitions registered."""
+    inst = dg.DagsterInstance.ephemeral()
+    inst.add_dynamic_partitions(CHUNKS_PARTITION, ["chunk_0000", "chunk_0001"])
+    return inst
+
+
 def _materialize(instance: dg.DagsterInstance, resources: dict, key: str) -> dg.ExecuteInJobResult:
     return dg.materialize([ingest.raw_chunks, ingest.chunk_index, targets.unicycle_targets], partition_key=key,
                           instance=instance,
                           resources=resources)
 
 
-def test_spine_assets_materialize_and_rerun_without_duplicates(twin_dir: Path, tmp_path: Path) -> None:
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(CHUNKS_PARTITION, ["chunk_0000", "chunk_0001"])
+def test_spine_assets_materialize_and_rerun_without_duplicates(twin_dir: Path, tmp_path: Path,
+                                                                instance: dg.DagsterInstance) -> None:
     res = _resources(tmp_path / "lake", twin_dir)
     for _ in range(2):  # a re-run replaces its partition
         assert _materialize(instance, res, "chunk_0000").success
@@ -62,10 +69,8 @@ def test_spine_assets_materialize_and_rerun_without_duplicates(twin_dir: Path, t
     assert meta["rt_mean_err_m_p95"].value < 0.07 and "data:image/png;base64" in meta["histograms"].value
 
 
-def test_quarantine_counts_reach_metadata_and_lake(twin_copy: Path, tmp_path: Path) -> None:
+def test_quarantine_counts_reach_metadata_and_lake(twin_copy: Path, tmp_path: Path, instance: dg.DagsterInstance) -> None:
     rewrite_zip(twin_copy / L.FEATURES[L.EGOMOTION].path(0), lambda m: dict(list(m.items())[1:]))
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(CHUNKS_PARTITION, ["chunk_0000"])
     assert _materialize(instance, _resources(tmp_path / "lake", twin_copy), "chunk_0000").success
     mat = instance.get_latest_materialization_event(dg.AssetKey("frames")).asset_materialization
     assert mat.metadata["clips_quarantined"].value == 1 and mat.metadata["quarantine_missing_member"].value == 1
@@ -75,10 +80,8 @@ def test_quarantine_counts_reach_metadata_and_lake(twin_copy: Path, tmp_path: Pa
     assert pc.sum(pc.equal(clips.column("status"), "ok")).as_py() == SMALL.clips_per_chunk - 1
 
 
-def test_unreadable_chunk_fails_the_run_naming_the_file(twin_copy: Path, tmp_path: Path) -> None:
+def test_unreadable_chunk_fails_the_run_naming_the_file(twin_copy: Path, tmp_path: Path, instance: dg.DagsterInstance) -> None:
     (twin_copy / L.FEATURES[L.FRONT_CAMERA].path(0)).write_bytes(b"garbage")
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(CHUNKS_PARTITION, ["chunk_0000"])
     with pytest.raises(Exception, match=r"camera_front_wide_120fov\.chunk_0000\.zip: not a readable zip"):
         _materialize(instance, _resources(tmp_path / "lake", twin_copy), "chunk_0000")
 
@@ -118,11 +121,9 @@ def test_cli_discover_then_materialize_from_fresh_dagster_home(source: str, twin
     assert io.read(tmp_path / "lake", T.FRAMES).num_rows > 200
 
 
-def test_commander_labels_are_versioned(twin_dir: Path, tmp_path: Path) -> None:
+def test_commander_labels_are_versioned(twin_dir: Path, tmp_path: Path, instance: dg.DagsterInstance) -> None:
     from dagster_project.assets import labels
 
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(CHUNKS_PARTITION, ["chunk_0000"])
     res = _resources(tmp_path / "lake", twin_dir)
     lake = tmp_path / "lake"
     assert _materialize(instance, res, "chunk_0000").success
@@ -147,11 +148,9 @@ def test_commander_labels_are_versioned(twin_dir: Path, tmp_path: Path) -> None:
     assert meta["windows_labeled"].value == n_windows and "| command | windows | share |" in meta["commands"].value
 
 
-def test_unavailable_labeler_fails_the_run_with_what_to_do(twin_dir: Path, tmp_path: Path) -> None:
+def test_unavailable_labeler_fails_the_run_with_what_to_do(twin_dir: Path, tmp_path: Path, instance: dg.DagsterInstance) -> None:
     from dagster_project.assets import labels
 
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(CHUNKS_PARTITION, ["chunk_0000"])
     res = _resources(tmp_path / "lake", twin_dir)
     assert _materialize(instance, res, "chunk_0000").success
     with pytest.raises(Exception, match=r"alpamayo_r1 package|CUDA GPU"):
@@ -159,12 +158,11 @@ def test_unavailable_labeler_fails_the_run_with_what_to_do(twin_dir: Path, tmp_p
                        run_config={"ops": {"commander_labels": {"config": {"labeler": "alpamayo"}}}})
 
 
-def test_webdataset_shards_asset_writes_manifest_and_resumes(twin_dir: Path, tmp_path: Path) -> None:
+def test_webdataset_shards_asset_writes_manifest_and_resumes(twin_dir: Path, tmp_path: Path,
+                                                             instance: dg.DagsterInstance) -> None:
     from dagster_project.assets import labels, shards
     from transforms.source import sha256_of
 
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(CHUNKS_PARTITION, ["chunk_0000"])
     res = _resources(tmp_path / "lake", twin_dir)
     lake = tmp_path / "lake"
     assert _materialize(instance, res, "chunk_0000").success
