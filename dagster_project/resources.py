@@ -19,7 +19,7 @@ class LakeResource(dg.ConfigurableResource):
     def read(self, table: Table, *, chunk: str | None = None, where: dict[str, str] | None = None) -> pa.Table:
         return io.read(self.root, table, chunk=chunk, where=where)
 
-    def overwrite_partition(self, table: Table, data: pa.Table, *, chunk: str,
+    def overwrite_partition(self, table: Table, data: pa.Table, *, chunk: str | None = None,
                             extra: dict[str, str] | None = None) -> int:
         return io.overwrite_partition(self.root, table, data, chunk=chunk, extra=extra)
 
@@ -34,7 +34,7 @@ class PAISourceResource(dg.ConfigurableResource):
     hf_token: str | None = None  # give it as dg.EnvVar("HF_TOKEN"): the UI then shows the name only
     twin_dir: str = "./data/twin"
     twin_chunks: int = 2
-    twin_clips: int = 4
+    twin_clips: int = 8
     twin_seed: int = 0
     twin_width: int = 256
     twin_height: int = 144

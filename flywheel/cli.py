@@ -5,6 +5,9 @@
   flywheel discover                                 register the source's chunks as Dagster partitions
   flywheel materialize --select A,B [--partition chunk_0000|all]
                                                     run `dagster asset materialize` per partition
+  flywheel train [--profile tiny|full --steps N --batch-size B --lr LR --freeze-backbone
+                 --train-expert-only --lora-rank R --traj-loss-weight W --seed S --restart ...]
+                                                    materialize train_field_agent with that config
   flywheel tables                                   row counts of the lake's tables
   flywheel demo                                     discover + materialize the graph + print the tables
 """
@@ -12,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -21,8 +25,9 @@ from pathlib import Path
 from flywheel.settings import Settings
 
 INGEST_ASSETS = "raw_chunks,clip_index,egomotion,frames"
-# the per-chunk part of the graph the main job runs (later stages join as they land)
+# the per-chunk part of the graph the main job runs, then the assets over all chunks
 CHUNK_ASSETS = f"{INGEST_ASSETS},unicycle_targets,commander_labels,webdataset_shards"
+GLOBAL_ASSETS = "train_field_agent"
 
 
 def _instance():  # noqa: ANN202 (DagsterInstance; dagster is imported lazily to keep `twin` fast)
@@ -74,15 +79,23 @@ def cmd_discover(args: argparse.Namespace) -> int:
     return 0
 
 
-def materialize(select: str, partitions: list[str]) -> None:
-    """One real Dagster run per partition, exactly what a user types (visible in the UI)."""
+def materialize(select: str, partitions: list[str], run_config: dict | None = None, *, echo: bool = False) -> None:
+    """One real Dagster run per partition, exactly what a user types (visible in the UI).
+
+    `echo` streams the run's log lines (training progress) instead of keeping them for an error.
+    """
     for key in partitions:
         cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "dagster_project", "--select", select]
         cmd += ["--partition", key] if key else []
+        cmd += ["--config-json", json.dumps(run_config)] if run_config else []
         print(f"materialize: {select} {key}", flush=True)
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if echo:
+            proc = subprocess.run(cmd, text=True, stdout=sys.stdout, stderr=subprocess.STDOUT)
+        else:
+            proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-8000:])
+            if not echo:
+                sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-8000:])
             raise SystemExit(f"materialize failed for {select} {key} (exit {proc.returncode})")
 
 
@@ -118,9 +131,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
     discover(settings)
     keys = sorted(_instance().get_dynamic_partitions(CHUNKS_PARTITION))
     materialize(CHUNK_ASSETS, keys)
-    print(f"\ndemo: {len(keys)} chunks through {CHUNK_ASSETS} in {time.perf_counter() - t0:.0f} s; lake at "
-          f"{Path(settings.lake).resolve()}")
+    t1 = time.perf_counter()
+    print(f"demo: {len(keys)} chunks through {CHUNK_ASSETS} in {t1 - t0:.0f} s", flush=True)
+    materialize(GLOBAL_ASSETS, [""])
+    print(f"\ndemo: {GLOBAL_ASSETS} in {time.perf_counter() - t1:.0f} s; lake at {Path(settings.lake).resolve()}")
+    print_training_summary(settings.lake)
     return cmd_tables(args)
+
+
+def print_training_summary(lake: str) -> None:
+    """The latest training run's validation figures, as the asset recorded them."""
+    from lake import io
+    from lake.tables import TRAINING_RUNS
+
+    runs = io.read(lake, TRAINING_RUNS).to_pylist()
+    if not runs:
+        return
+    r = max(runs, key=lambda r: r["finished_us"])
+    if r["val_ade_6p4s_m"] is not None:
+        print(f"train_field_agent: run {r['run_id']} ({r['steps']} steps, {r['profile']}): val ADE@6.4 s "
+              f"{r['val_ade_6p4s_m']:.3f} m vs constant velocity {r['cv_ade_6p4s_m']:.3f} m on {r['val_windows']} "
+              f"windows; checkpoint {r['checkpoint']}")
+
+
+TRAIN_FLAGS = ("profile", "steps", "batch_size", "lr", "freeze_backbone", "train_expert_only", "lora_rank",
+               "traj_loss_weight", "val_every", "checkpoint_every", "seed", "device", "base", "base_revision",
+               "labeler", "labeler_version", "restart")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """train_field_agent through Dagster with the flags as run config (unset flags: the asset's defaults)."""
+    cfg = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
+    materialize(GLOBAL_ASSETS, [""], {"ops": {"train_field_agent": {"config": cfg}}} if cfg else None, echo=True)
+    print_training_summary(Settings.from_env().lake)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     tw = sub.add_parser("twin", help="write an offline twin of PAI")
     tw.add_argument("--out", required=True)
     tw.add_argument("--chunks", type=int, default=2)
-    tw.add_argument("--clips", type=int, default=4, help="clips per chunk (real PAI: up to 100)")
+    tw.add_argument("--clips", type=int, default=8, help="clips per chunk (real PAI: up to 100)")
     tw.add_argument("--seed", type=int, default=0)
     tw.add_argument("--width", type=int, default=256, help="real PAI: 1920")
     tw.add_argument("--height", type=int, default=144, help="real PAI: 1080")
@@ -143,6 +187,26 @@ def main(argv: list[str] | None = None) -> int:
     ma.add_argument("--select", required=True)
     ma.add_argument("--partition", nargs="*", default=[], help="keys, or 'all' registered chunk partitions")
     ma.set_defaults(func=cmd_materialize)
+    tr = sub.add_parser("train", help="train the field agent (materialize train_field_agent)")
+    tr.add_argument("--profile", choices=["auto", "tiny", "full"])
+    tr.add_argument("--steps", type=int)
+    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction, help="freeze the vision encoder")
+    tr.add_argument("--train-expert-only", action=argparse.BooleanOptionalAction,
+                    help="freeze the whole VLM; train the action expert and projections")
+    tr.add_argument("--lora-rank", type=int, help="peft LoRA rank on the VLM text attention (0: off)")
+    tr.add_argument("--traj-loss-weight", type=float, help="weight of the trajectory-space (ADE) loss term")
+    tr.add_argument("--val-every", type=int)
+    tr.add_argument("--checkpoint-every", type=int)
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--device")
+    tr.add_argument("--base", help="full profile: SmolVLA checkpoint (hub id or local directory)")
+    tr.add_argument("--base-revision", help="full profile: hub commit to pin")
+    tr.add_argument("--labeler")
+    tr.add_argument("--labeler-version")
+    tr.add_argument("--restart", action="store_true", default=None, help="train again even if already trained")
+    tr.set_defaults(func=cmd_train)
     sub.add_parser("tables", help="row counts of the lake tables").set_defaults(func=cmd_tables)
     sub.add_parser("demo", help="run the main job on the configured source").set_defaults(func=cmd_demo)
     args = p.parse_args(argv)

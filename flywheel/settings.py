@@ -64,7 +64,7 @@ class Settings:
             hf_token=e("HF_TOKEN", ""),
             twin_dir=e("FLYWHEEL_TWIN_DIR") or "./data/twin",
             twin=TwinConfig(
-                chunks=_num("FLYWHEEL_TWIN_CHUNKS", 2, int), clips_per_chunk=_num("FLYWHEEL_TWIN_CLIPS", 4, int),
+                chunks=_num("FLYWHEEL_TWIN_CHUNKS", 2, int), clips_per_chunk=_num("FLYWHEEL_TWIN_CLIPS", 8, int),
                 seed=_num("FLYWHEEL_TWIN_SEED", 0, int), width=_num("FLYWHEEL_TWIN_WIDTH", 256, int),
                 height=_num("FLYWHEEL_TWIN_HEIGHT", 144, int), seconds=_num("FLYWHEEL_TWIN_SECONDS", 20.0, float)),
         )

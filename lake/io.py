@@ -54,15 +54,18 @@ def conform(table: Table, data: pa.Table) -> pa.Table:
 
 
 def overwrite_partition(
-    root: str | Path, table: Table, data: pa.Table, *, chunk: str, extra: dict[str, str] | None = None
+    root: str | Path, table: Table, data: pa.Table, *, chunk: str | None = None, extra: dict[str, str] | None = None
 ) -> int:
     """Replace the rows of one chunk (and, with `extra`, one sub-key such as a stage); idempotent.
 
+    Tables not partitioned by chunk (training runs) name their partition in `extra` alone.
     Every row of `data` must belong to that partition, and the table's key must be unique, so a
     re-run of the same partition can never duplicate or leak rows into another one.
     Returns the Delta version written.
     """
-    where = {"chunk": chunk, **(extra or {})}
+    where = {**({"chunk": chunk} if chunk is not None else {}), **(extra or {})}
+    if not where:
+        raise ValueError(f"{table.name}: name the partition to replace (chunk= or extra=)")
     data = conform(table, data)
     for col, val in where.items():
         if data.num_rows and not pc.all(pc.equal(data.column(col), val)).as_py():

@@ -114,4 +114,27 @@ QUARANTINE = Table(
        _req("kind", pa.string()), _req("reason", pa.string())),
 )
 
-ALL_TABLES = (CHUNKS, CLIPS, EGOMOTION, FRAMES, UNICYCLE_TARGETS, COMMANDER_LABELS, SHARD_MANIFEST, QUARANTINE)
+TRAINING_METRICS = Table(
+    "training_metrics", "eval",
+    # one row per (run, step, split, metric): train loss/lr/grad norm every step, val loss and
+    # displacement errors (agent and constant velocity) every val_every steps
+    _s(_req("run_id", pa.string()), _req("step", pa.int64()), _req("split", pa.string()), _req("name", pa.string()),
+       _req("value", pa.float64()), ("wall_s", pa.float64())),
+    partition_by=("run_id",),
+    key=("run_id", "step", "split", "name"),
+)
+
+TRAINING_RUNS = Table(
+    "training_runs", "eval",
+    # one row per training run: where its checkpoint is and what it was trained on
+    _s(_req("run_id", pa.string()), _req("checkpoint", pa.string()), _req("profile", pa.string()),
+       _req("data_version", pa.string()), _req("steps", pa.int64()), ("val_ade_6p4s_m", pa.float64()),
+       ("cv_ade_6p4s_m", pa.float64()), ("val_windows", pa.int64()), ("train_wall_s", pa.float64()),
+       ("samples_per_s", pa.float64()), ("trainable_params", pa.int64()), ("total_params", pa.int64()),
+       _req("config", pa.string()), _req("finished_us", pa.int64())),
+    partition_by=("run_id",),
+    key=("run_id",),
+)
+
+ALL_TABLES = (CHUNKS, CLIPS, EGOMOTION, FRAMES, UNICYCLE_TARGETS, COMMANDER_LABELS, SHARD_MANIFEST, QUARANTINE,
+              TRAINING_METRICS, TRAINING_RUNS)

@@ -6,13 +6,15 @@ decoding happens inside the workers, so the training process only receives ready
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 import webdataset as wds
 from PIL import Image
@@ -74,12 +76,58 @@ def make_dataset(urls: list[str], *, batch_size: int, shuffle_buffer: int = 500,
 
 
 def make_loader(urls: list[str], *, batch_size: int, num_workers: int = 0, **kw: Any) -> wds.WebLoader:
-    """A torch DataLoader over the pipeline; batching happens in the workers (batch_size=None here)."""
+    """A torch DataLoader over the pipeline; batching happens in the workers (batch_size=None here).
+
+    The loader seeds its workers from its own generator: left to the global one, every new epoch's
+    iterator would draw from the training RNG and a resumed run would sample different noise.
+    """
+    gen = torch.Generator().manual_seed(int(kw.get("seed", 0)))
     return wds.WebLoader(make_dataset(urls, batch_size=batch_size, **kw), batch_size=None, num_workers=num_workers,
-                         persistent_workers=num_workers > 0)
+                         persistent_workers=num_workers > 0, generator=gen)
 
 
-def iterate_forever(loader: wds.WebLoader) -> Iterator[dict[str, Any]]:
-    """Epoch after epoch, for step-based training loops."""
-    while True:
-        yield from loader
+def state_action_samples(urls: list[str], limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """States (N, 4) and actions (N, 64, 2) of the first `limit` samples, without decoding images
+    (normalisation statistics need only these)."""
+    states, actions = [], []
+    for sample in wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples()):
+        s = json.loads(sample["json"])["state"]
+        states.append([s["v_mps"], s["a_mps2"], s["kappa_1pm"], s["yaw_rate_radps"]])
+        actions.append(np.load(io.BytesIO(sample["actions.npy"])))
+        if len(states) >= limit:
+            break
+    if not states:
+        raise ValueError(f"no samples in {len(urls)} shards ({urls[:2]}...): re-materialize webdataset_shards")
+    return torch.tensor(states, dtype=torch.float32), torch.from_numpy(np.stack(actions)).float()
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """The shards a training run reads, and the identity of that data."""
+
+    train: list[str]
+    val: list[str]
+    data_version: str  # a hash of the chunks' dataset versions (each covers its export config and inputs)
+    chunks: dict[str, str]  # chunk -> dataset version
+    samples: dict[str, int]  # split -> samples
+
+
+def shards_from_manifest(manifest: pa.Table, shard_root: str | Path, *, labeler: str, labeler_version: str) -> ShardSet:
+    """Train/val shard files of every chunk in the manifest exported with this labeler; all must exist."""
+    rows = [r for r in manifest.to_pylist() if r["labeler"] == labeler and r["labeler_version"] == labeler_version]
+    if not rows:
+        have = sorted({(r["labeler"], r["labeler_version"]) for r in manifest.to_pylist()})
+        raise ValueError(f"no shards labelled by {labeler} {labeler_version} in the manifest (it has {have or 'none'}): "
+                         "materialize webdataset_shards with that labeler first")
+    missing = [r["path"] for r in rows if not (Path(shard_root) / r["path"]).exists()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} shards in the manifest are missing under {shard_root}, e.g. "
+                                f"{missing[0]}: re-materialize webdataset_shards for their chunks")
+    rows.sort(key=lambda r: r["path"])
+    chunks = {r["chunk"]: r["dataset_version"] for r in rows}
+    digest = hashlib.sha256(json.dumps(sorted(chunks.items())).encode()).hexdigest()[:16]
+    urls = {s: [str(Path(shard_root) / r["path"]) for r in rows if r["split"] == s] for s in ("train", "val")}
+    if not urls["train"]:
+        raise ValueError(f"the manifest has no train shards for {labeler} {labeler_version}")
+    samples = {s: sum(r["samples"] for r in rows if r["split"] == s) for s in sorted({r["split"] for r in rows})}
+    return ShardSet(urls["train"], urls["val"], digest, chunks, samples)

@@ -27,3 +27,30 @@ def histograms_png(series: dict[str, np.ndarray], bins: int = 60, title: str = "
     fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
     return buf.getvalue()
+
+
+def curves_png(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], title: str = "",
+               log_y: tuple[str, ...] = ()) -> bytes:
+    """One panel per name, each with named (x, y) lines (e.g. train/val loss by step), as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.2), squeeze=False)
+    for ax, (name, lines) in zip(axes[0], panels.items(), strict=True):
+        for label, (x, y) in lines.items():
+            ax.plot(np.asarray(x), np.asarray(y), label=label, lw=1.2, marker="o" if len(x) < 30 else None, ms=3)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        if name in log_y:
+            ax.set_yscale("log")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()

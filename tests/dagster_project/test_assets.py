@@ -179,3 +179,34 @@ def test_webdataset_shards_asset_writes_manifest_and_resumes(twin_dir: Path, tmp
     with pytest.raises(Exception, match=r"no commander_labels of kinematic 9\.9"):
         dg.materialize([shards.webdataset_shards], partition_key="chunk_0000", instance=instance, resources=res,
                        run_config={"ops": {"webdataset_shards": {"config": {"labeler_version": "9.9"}}}})
+
+
+def test_train_field_agent_trains_on_all_chunks_and_records_the_run(twin_dir: Path, tmp_path: Path,
+                                                                    instance: dg.DagsterInstance) -> None:
+    from dagster_project.assets import labels, shards, training
+
+    res = _resources(tmp_path / "lake", twin_dir)
+    lake = tmp_path / "lake"
+    small = {"image_width": 128, "image_height": 72}
+    for key in ("chunk_0000", "chunk_0001"):
+        assert _materialize(instance, res, key).success
+        assert dg.materialize([labels.commander_labels, shards.webdataset_shards], partition_key=key, instance=instance,
+                              resources=res, run_config={"ops": {"webdataset_shards": {"config": small}}}).success
+    cfg = {"profile": "tiny", "steps": 4, "batch_size": 8, "val_every": 4, "checkpoint_every": 4}
+    run = {"ops": {"train_field_agent": {"config": cfg}}}
+    assert dg.materialize([training.train_field_agent], instance=instance, resources=res, run_config=run).success
+    meta = instance.get_latest_materialization_event(dg.AssetKey("train_field_agent")).asset_materialization.metadata
+    runs = io.read(lake, T.TRAINING_RUNS).to_pylist()
+    assert len(runs) == 1 and runs[0]["run_id"] == meta["run_id"].value and runs[0]["steps"] == 4
+    assert meta["chunks"].value == 2 and meta["val_ade_6p4s_m"].value == pytest.approx(runs[0]["val_ade_6p4s_m"], abs=1e-3)
+    assert "constant velocity" in meta["val_metrics"].value and "data:image/png;base64" in meta["loss_curve"].value
+    assert Path(runs[0]["checkpoint"], "checkpoint.json").exists()
+    metrics = io.read(lake, T.TRAINING_METRICS, where={"run_id": runs[0]["run_id"]})
+    assert pc.sum(pc.equal(metrics.column("name"), "loss")).as_py() == 4
+    # the same config on the same data: reported, not retrained, and no duplicate rows
+    assert dg.materialize([training.train_field_agent], instance=instance, resources=res, run_config=run).success
+    meta = instance.get_latest_materialization_event(dg.AssetKey("train_field_agent")).asset_materialization.metadata
+    assert meta["already_trained"].value and io.read(lake, T.TRAINING_METRICS).num_rows == metrics.num_rows
+    with pytest.raises(Exception, match=r"no shards labelled by vlm 1\.0"):
+        dg.materialize([training.train_field_agent], instance=instance, resources=res,
+                       run_config={"ops": {"train_field_agent": {"config": {**cfg, "labeler": "vlm"}}}})

@@ -56,7 +56,7 @@ ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed member dates: the same config writes 
 @dataclass(frozen=True)
 class TwinConfig:
     chunks: int = 2
-    clips_per_chunk: int = 4
+    clips_per_chunk: int = 8
     seed: int = 0
     width: int = 256
     height: int = 144
@@ -87,9 +87,11 @@ def clip_ids(cfg: TwinConfig) -> dict[int, list[str]]:
     }
 
 
-def _split(index: int) -> str:
-    # Every chunk gets val and test clips as soon as it has 4 clips: a small twin still splits.
-    return {1: "val", 3: "test"}.get(index % 10, "train")
+def _split(chunk_id: int, index: int) -> str:
+    # Every chunk gets val and test clips as soon as it has 4 clips, so a small twin still splits.
+    # The val/test positions rotate with the chunk: scenarios cycle through a chunk's clips, and a
+    # fixed position would put one scenario in val (or test) in every chunk and never in train.
+    return {1: "val", 3: "test"}.get((index + chunk_id) % 10, "train")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -125,7 +127,7 @@ def write_metadata(root: Path, cfg: TwinConfig) -> None:
     _atomic_write(root / "features.csv", pd.DataFrame(L.features_csv_rows()).to_csv(index=False).encode())
     clip_index = pd.DataFrame(
         {"clip_is_valid": True, "chunk": np.array([r[1] for r in rows], np.int64),
-         "split": [_split(r[2]) for r in rows]}, index=index)
+         "split": [_split(r[1], r[2]) for r in rows]}, index=index)
     _atomic_write(root / "clip_index.parquet", _parquet_bytes(clip_index))
     present = set(L.REQUIRED_FEATURES)
     presence = pd.DataFrame({f: f in present for f in L.FEATURES}, index=index)

@@ -1,0 +1,104 @@
+"""The field agent: LeRobot SmolVLA fine-tuned on every chunk's shards, checkpoint + training metrics."""
+
+import json
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+
+from dagster_project.assets._meta import png
+from dagster_project.resources import LakeResource
+from lake import tables as T
+from trainers.data import shards_from_manifest
+from trainers.train import TrainConfig, TrainResult, train
+from transforms.plots import curves_png
+
+
+class TrainFieldAgentConfig(dg.Config):
+    profile: str = "auto"  # tiny (CPU, offline), full (GPU, lerobot/smolvla_base), auto: full where CUDA is
+    steps: int = 1200
+    batch_size: int = 16
+    lr: float = 1e-3
+    freeze_backbone: bool | None = None  # None: the profile's default (tiny: False, full: True)
+    train_expert_only: bool | None = None
+    lora_rank: int = 0  # > 0: peft LoRA on the VLM text attention
+    traj_loss_weight: float = 0.0
+    val_every: int = 200
+    checkpoint_every: int = 200
+    seed: int = 0
+    device: str = "auto"
+    base: str = "lerobot/smolvla_base"  # full profile: hub repo id or local snapshot directory
+    base_revision: str = ""
+    labeler: str = "kinematic"  # which shards (by their labels) to train on
+    labeler_version: str = "1.0"
+    restart: bool = False  # train again even if this config and data already have a finished run
+
+
+def _metadata(res: TrainResult, shards_samples: dict[str, int]) -> dict[str, object]:
+    rows = res.metrics
+    train_loss = [(r["step"], r["value"]) for r in rows if r["split"] == "train" and r["name"] == "loss"]
+    val = {n: [(r["step"], r["value"]) for r in rows if r["split"] == "val" and r["name"] == n]
+           for n in ("val_loss", "ade_6p4s", "cv_ade_6p4s")}
+
+    def xy(pairs: list[tuple[int, float]], smooth: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        x, y = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+        if smooth > 1 and len(y) >= smooth:  # a running mean: per-step flow-matching losses are noisy
+            y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
+            x = x[smooth - 1:]
+        return x, y
+
+    f = res.final
+    md = {"run_id": res.run_id, "checkpoint": dg.MetadataValue.path(str(res.checkpoint)), "steps": res.steps,
+          "resumed_from_step": res.resumed_from, "already_trained": res.already_done,
+          "trainable_params": res.params["trainable"], "total_params": res.params["total"],
+          "lora_params": res.params["lora"], "train_samples": shards_samples.get("train", 0),
+          "val_samples": shards_samples.get("val", 0)}
+    if not res.already_done:
+        md |= {"train_wall_s": round(res.train_wall_s, 1), "samples_per_s": round(res.samples_per_s, 1),
+               "peak_memory_mb": round(res.peak_mem_mb)}
+    if f:
+        md |= {"val_ade_6p4s_m": round(f["ade_6p4s"], 3), "constant_velocity_ade_6p4s_m": round(f["cv_ade_6p4s"], 3),
+               "beats_constant_velocity": f["ade_6p4s"] < f["cv_ade_6p4s"],
+               "val_metrics": dg.MetadataValue.md(
+                   "| metric | agent | constant velocity |\n|---|---:|---:|\n" + "\n".join(
+                       f"| {k} | {f[k]:.3f} | {f['cv_' + k]:.3f} |" for k in sorted(f) if "cv_" + k in f))}
+    if train_loss:
+        panels = {"loss": {"train (running mean of 20)": xy(train_loss, 20)}}
+        if val["val_loss"]:
+            panels["loss"]["val"] = xy(val["val_loss"])
+            panels["val ADE@6.4 s (m)"] = {"agent": xy(val["ade_6p4s"]), "constant velocity": xy(val["cv_ade_6p4s"])}
+        md["loss_curve"] = png(curves_png(panels, title=res.run_id, log_y=("loss",)), "loss curve")
+    return md
+
+
+@dg.asset(group_name="training", kinds={"pytorch", "safetensors", "delta"}, deps=["webdataset_shards"])
+def train_field_agent(context: dg.AssetExecutionContext, config: TrainFieldAgentConfig,
+                      lake: LakeResource) -> dg.MaterializeResult:
+    """SmolVLA (LeRobot) trained on all chunks' shards to drive (a, κ) x 64 from image, command and state."""
+    shard_root = Path(lake.root) / "shards"
+    shards = shards_from_manifest(lake.read(T.SHARD_MANIFEST), shard_root, labeler=config.labeler,
+                                  labeler_version=config.labeler_version)
+    knobs = config.model_dump(exclude={"labeler", "labeler_version", "restart"})
+    res = train(TrainConfig(**knobs), train_urls=shards.train, val_urls=shards.val,
+                runs_dir=Path(lake.root) / "checkpoints", data_version=shards.data_version, restart=config.restart,
+                log=context.log.info, progress_bar=False)
+    if not res.already_done or not lake.read(T.TRAINING_RUNS, where={"run_id": res.run_id}).num_rows:
+        metrics = pa.Table.from_pylist([{"run_id": res.run_id, **r} for r in res.metrics], schema=T.TRAINING_METRICS.schema)
+        lake.overwrite_partition(T.TRAINING_METRICS, metrics, extra={"run_id": res.run_id})
+        f = res.final
+        run = {"run_id": res.run_id, "checkpoint": str(res.checkpoint), "profile": json.loads(
+                   (res.checkpoint / "checkpoint.json").read_text())["spec"]["profile"],
+               "data_version": shards.data_version, "steps": res.steps, "val_ade_6p4s_m": f.get("ade_6p4s"),
+               "cv_ade_6p4s_m": f.get("cv_ade_6p4s"), "val_windows": int(f["windows"]) if f else None,
+               "train_wall_s": res.train_wall_s, "samples_per_s": res.samples_per_s,
+               "trainable_params": res.params["trainable"], "total_params": res.params["total"],
+               "config": json.dumps(knobs, sort_keys=True), "finished_us": time.time_ns() // 1000}
+        lake.overwrite_partition(T.TRAINING_RUNS, pa.Table.from_pylist([run], schema=T.TRAINING_RUNS.schema),
+                                 extra={"run_id": res.run_id})
+    if res.final:
+        context.log.info(f"val ADE@6.4 s: agent {res.final['ade_6p4s']:.3f} m, constant velocity "
+                         f"{res.final['cv_ade_6p4s']:.3f} m over {int(res.final['windows'])} windows")
+    return dg.MaterializeResult(metadata={**_metadata(res, shards.samples), "data_version": shards.data_version,
+                                          "chunks": len(shards.chunks)})

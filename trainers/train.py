@@ -1,0 +1,368 @@
+"""Fine-tune the field agent (LeRobot SmolVLA, (a, κ) x 64) on WebDataset shards.
+
+The loop, top to bottom: build or resume -> for each step: batch -> LeRobot preprocessor ->
+flow-matching loss (+ optional trajectory-space term through the unicycle layer) -> AdamW with
+warmup + cosine and gradient clipping -> every `val_every` steps: val loss and ADE through the
+unicycle layer, beside the constant-velocity baseline -> every `checkpoint_every` steps and at
+the end: checkpoint + resume state. Seeded: the same config, data and seed give the same run,
+and a resumed run continues exactly where the interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from evals.displacement import constant_velocity_xy, displacement_errors
+from trainers import checkpoint as C
+from trainers.actions import rollout
+from trainers.data import make_loader, state_action_samples
+from trainers.policy import (
+    FULL_BASE,
+    PolicySpec,
+    build_policy,
+    dataset_stats,
+    param_counts,
+    policy_config,
+    processors,
+    resolve_base,
+    to_policy_batch,
+)
+from trainers.tiny_backbone import build_tiny_backbone
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    profile: Literal["auto", "tiny", "full"] = "auto"  # auto: full where CUDA is present, else tiny
+    steps: int = 1200
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup_steps: int = 60
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    freeze_backbone: bool | None = None  # None: the profile's default (trainers.policy.PolicySpec.for_profile)
+    train_expert_only: bool | None = None
+    lora_rank: int = 0
+    lora_alpha: int = 0
+    traj_loss_weight: float = 0.0  # weight of the ADE of the one-step denoised chunk (metres)
+    flow_steps: int = 10
+    val_every: int = 200
+    val_max_samples: int = 512
+    checkpoint_every: int = 200
+    stats_samples: int = 4096
+    seed: int = 0
+    num_workers: int = -1  # -1: 0 on CPU (decoding is cheap next to a CPU step), 4 on GPU
+    shuffle_buffer: int = 500
+    threads: int = 0  # torch CPU threads; 0: one (steadier and faster on 2 busy cores than two)
+    device: str = "auto"
+    base: str = FULL_BASE  # full: the SmolVLA checkpoint to fine-tune (hub repo id or local directory)
+    base_revision: str = ""  # full: hub commit to pin
+    vlm: str = ""  # full: override the base's backbone reference (hub id or local directory)
+
+    def __post_init__(self) -> None:
+        bad = {k: getattr(self, k) for k in ("steps", "batch_size", "val_every", "checkpoint_every", "stats_samples",
+                                             "val_max_samples") if getattr(self, k) < 1}
+        if bad:
+            raise ValueError(f"TrainConfig: {bad} must be >= 1")
+        if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0 or self.grad_clip <= 0:
+            raise ValueError(f"TrainConfig: lr={self.lr} (> 0), min_lr_ratio={self.min_lr_ratio} (0..1), "
+                             f"warmup_steps={self.warmup_steps} (>= 0), grad_clip={self.grad_clip} (> 0)")
+        if self.traj_loss_weight < 0:
+            raise ValueError(f"traj_loss_weight={self.traj_loss_weight}: must be >= 0")
+
+    def resolved(self) -> TrainConfig:
+        """Concrete profile, device and workers for this machine."""
+        cuda = torch.cuda.is_available()
+        device = self.device if self.device != "auto" else ("cuda" if cuda else "cpu")
+        profile = self.profile if self.profile != "auto" else ("full" if device.startswith("cuda") else "tiny")
+        workers = self.num_workers if self.num_workers >= 0 else (4 if device.startswith("cuda") else 0)
+        return dataclasses.replace(self, profile=profile, device=device, num_workers=workers)
+
+    def spec(self) -> PolicySpec:
+        assert self.profile != "auto", "call resolved() first"
+        return PolicySpec.for_profile(self.profile, freeze_backbone=self.freeze_backbone,
+                                      train_expert_only=self.train_expert_only, lora_rank=self.lora_rank,
+                                      lora_alpha=self.lora_alpha, flow_steps=self.flow_steps)
+
+    def run_id(self, data_version: str) -> str:
+        """Same config + same data -> same run (so an interrupted run resumes); device-independent."""
+        doc = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("device", "num_workers", "threads")}
+        h = hashlib.sha256(json.dumps({"config": doc, "data": data_version}, sort_keys=True).encode())
+        return f"{self.profile}-{h.hexdigest()[:12]}"
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    checkpoint: Path
+    steps: int
+    resumed_from: int  # 0 for a fresh run
+    already_done: bool  # the run had finished before; nothing was trained
+    metrics: list[dict[str, Any]]  # rows: step, split, name, value, wall_s
+    final: dict[str, float]  # last validation: val_loss, ade_*/fde_*, cv_ade_*, ...
+    params: dict[str, int]
+    train_wall_s: float
+    samples_per_s: float
+    peak_mem_mb: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def lr_at(step: int, tc: TrainConfig) -> float:
+    """Linear warmup, then cosine from lr down to lr * min_lr_ratio at the last step."""
+    if step < tc.warmup_steps:
+        return tc.lr * (step + 1) / tc.warmup_steps
+    frac = (step - tc.warmup_steps) / max(1, tc.steps - tc.warmup_steps)
+    return tc.lr * (tc.min_lr_ratio + (1 - tc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def batch_stream(urls: list[str], tc: TrainConfig, *, epoch: int, skip: int) -> Iterator[tuple[int, int, dict]]:
+    """(epoch, index in epoch, batch) forever; each epoch's order is a function of (seed, epoch), so a
+    resumed run skips the batches it had consumed and sees the same data as an uninterrupted one."""
+    while True:
+        loader = make_loader(urls, batch_size=tc.batch_size, num_workers=tc.num_workers,
+                             shuffle_buffer=tc.shuffle_buffer, seed=tc.seed * 100_003 + epoch)
+        n = 0
+        for i, batch in enumerate(loader):
+            n += 1
+            if i >= skip:
+                yield epoch, i, batch
+        if n == 0:
+            raise ValueError(f"the training shards yielded no batch ({urls[:2]}...): re-materialize webdataset_shards")
+        epoch, skip = epoch + 1, 0
+
+
+def load_val(urls: list[str], tc: TrainConfig) -> list[dict[str, Any]]:
+    """The validation windows in memory (fixed order), at most val_max_samples of them."""
+    out, n = [], 0
+    for b in make_loader(urls, batch_size=tc.batch_size, shuffle_buffer=1, shuffle_shards=False):
+        out.append(b)
+        n += len(b["key"])
+        if n >= tc.val_max_samples:
+            break
+    return out
+
+
+class _VelocityCapture:
+    """Keeps the flow-matching velocity v_t that SmolVLA's action_out_proj emits in a forward pass
+    (a forward hook: the trajectory term needs it and LeRobot's forward returns only the loss)."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.v_t: torch.Tensor | None = None
+        self.handle = module.register_forward_hook(self._hook)
+
+    def _hook(self, _m: torch.nn.Module, _i: Any, out: torch.Tensor) -> None:
+        self.v_t = out
+
+
+def trajectory_term(v_t: torch.Tensor, noise: torch.Tensor, time_: torch.Tensor, actions: torch.Tensor,
+                    stats: dict[str, torch.Tensor], v0: torch.Tensor, future_xy: torch.Tensor) -> torch.Tensor:
+    """ADE (m) of the chunk recovered in one step from the noisy one, weighted by (1 - t).
+
+    LeRobot's flow matching: x_t = t·noise + (1 - t)·actions and v_t ≈ noise - actions, so
+    actions ≈ x_t - t·v_t. (B, 64, D) tensors in LeRobot's normalisation; the first 2 dims are (a, κ).
+    """
+    t = time_[:, None, None]
+    x_t = t * noise[..., :2] + (1 - t) * actions[..., :2]
+    a_hat = (x_t - t * v_t[..., :2].float()) * stats["std"] + stats["mean"]
+    _, _, xy, _ = rollout(a_hat, v0)
+    return ((xy - future_xy).norm(dim=-1).mean(dim=1) * (1 - time_)).mean()
+
+
+@torch.no_grad()
+def validate(policy: Any, pre: Any, post: Any, val: list[dict[str, Any]], cfg: Any, *, seed: int,
+             device: str) -> dict[str, float]:
+    """Val flow-matching loss (fixed noise and times) and displacement errors of sampled chunks,
+    with the constant-velocity baseline on the same windows."""
+    policy.eval()
+    g = torch.Generator().manual_seed(seed)
+    losses, preds, truths, v0s = [], [], [], []
+    for b in val:
+        n = len(b["key"])
+        shape = (n, cfg.chunk_size, cfg.max_action_dim)
+        noise, time_ = torch.randn(shape, generator=g), torch.rand(n, generator=g) * 0.998 + 0.001
+        loss, _ = policy.forward(pre(to_policy_batch(b, device)), noise=noise.to(device), time=time_.to(device))
+        losses.append(float(loss) * n)
+        obs = pre({k: v for k, v in to_policy_batch(b, device).items() if k != "action"})
+        chunk = post(policy.predict_action_chunk(obs, noise=torch.randn(shape, generator=g).to(device)))
+        v0 = b["state"][:, 0]
+        preds.append(rollout(chunk.float().cpu(), v0)[2].numpy())
+        truths.append(b["future"][..., :2].numpy())
+        v0s.append(v0.numpy())
+    pred, true, v0 = np.concatenate(preds), np.concatenate(truths), np.concatenate(v0s)
+    out = {"val_loss": sum(losses) / len(pred), "windows": float(len(pred))}
+    out |= {k: float(v.mean()) for k, v in displacement_errors(pred, true).items()}
+    out |= {f"cv_{k}": float(v.mean()) for k, v in displacement_errors(constant_velocity_xy(v0), true).items()}
+    policy.train()
+    return out
+
+
+def _rows(step: int, split: str, values: dict[str, float], wall_s: float) -> list[dict[str, Any]]:
+    return [{"step": step, "split": split, "name": k, "value": float(v), "wall_s": wall_s} for k, v in values.items()]
+
+
+def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_dir: str | Path, data_version: str,
+          restart: bool = False, log: Log = print, progress_bar: bool | None = None) -> TrainResult:
+    """Train (or resume, or report a finished) run of `tc` on these shards under runs_dir/<run_id>."""
+    tc = tc.resolved()
+    spec = tc.spec()
+    run_id = tc.run_id(data_version)
+    run_dir = Path(runs_dir) / run_id
+    ckpt_dir, state_dir = run_dir / "checkpoint", run_dir / "state"
+    if restart and run_dir.exists():
+        shutil.rmtree(run_dir)
+    if tc.device == "cpu":
+        torch.set_num_threads(tc.threads or 1)
+    torch.manual_seed(tc.seed)
+    np.random.seed(tc.seed)
+
+    # --- what the policy is built from --------------------------------------------------------
+    first = next(iter(make_loader(train_urls[:1], batch_size=1, shuffle_buffer=1)))
+    image_hw = tuple(first["image"].shape[-2:])
+    base_dir, backbone_dir = None, None
+    if spec.profile == "tiny":
+        backbone_dir = build_tiny_backbone(run_dir / "backbone")
+        base_ref = {"kind": "tiny", "config_hash": _tiny_hash(backbone_dir)}
+        vlm: str | Path = backbone_dir
+    else:
+        base_dir, base_ref = resolve_base(tc.base, tc.base_revision)
+        vlm = tc.vlm
+    cfg = policy_config(spec, image_hw=image_hw, vlm=vlm, base_dir=base_dir, device=tc.device)
+    policy = build_policy(spec, cfg, base_dir=base_dir)
+    params = param_counts(policy)
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.95))
+
+    # --- resume or start ----------------------------------------------------------------------
+    step, epoch, skip, metrics, resumed_from = 0, 0, 0, [], 0
+    if (state_dir / "progress.json").exists() and (ckpt_dir / "checkpoint.json").exists():
+        meta = C.read_meta(ckpt_dir)
+        C.load_weights(policy, ckpt_dir, meta)
+        stats = C.load_stats(ckpt_dir)
+        prog = C.load_train_state(state_dir, optimizer)
+        if prog["step"] != meta["step"]:
+            raise RuntimeError(f"{run_dir}: resume state is at step {prog['step']} but the checkpoint at "
+                               f"{meta['step']} (interrupted while saving): rerun with restart=True")
+        step, epoch, skip, metrics = prog["step"], prog["epoch"], prog["next_batch"], prog["metrics"]
+        resumed_from = step
+        if step >= tc.steps:
+            log(f"run {run_id} already finished at step {step}: {ckpt_dir} (restart=True trains it again)")
+            return _result(run_id, ckpt_dir, tc, resumed_from, True, metrics, params, 0.0, 0.0, 0.0)
+        log(f"resuming run {run_id} at step {step}/{tc.steps}")
+    else:
+        states, actions = state_action_samples(train_urls, tc.stats_samples)
+        stats = dataset_stats(states, actions)
+    pre, post = processors(cfg, stats)
+    val = load_val(val_urls, tc) if val_urls else []
+    action_stats = {k: v.to(tc.device) for k, v in stats["action"].items() if k in ("mean", "std")}
+    log(f"run {run_id}: {spec.profile} profile on {tc.device}, {params['trainable']:,} of {params['total']:,} "
+        f"parameters train (LoRA {params['lora']:,}); image {image_hw[1]}x{image_hw[0]}; "
+        f"{len(train_urls)} train / {len(val_urls)} val shards; data {data_version}")
+
+    def save(at_step: int, next_batch: int, ep: int, last_val: dict[str, float]) -> None:
+        extra = {"step": at_step, "run_id": run_id, "data_version": data_version,
+                 "train_config": dataclasses.asdict(tc), "metrics": last_val, "params": params}
+        C.save_checkpoint(ckpt_dir, policy=policy, cfg=cfg, spec=spec, stats=stats, base=base_ref,
+                          image_hw=image_hw, backbone_dir=backbone_dir, extra=extra)
+        C.save_train_state(state_dir, optimizer=optimizer,
+                           progress={"step": at_step, "epoch": ep, "next_batch": next_batch, "metrics": metrics})
+
+    # --- the loop -----------------------------------------------------------------------------
+    amp = tc.device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    capture = _VelocityCapture(policy.model.action_out_proj) if tc.traj_loss_weight > 0 else None
+    if tc.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    stream = batch_stream(train_urls, tc, epoch=epoch, skip=skip)
+    show_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=tc.steps, initial=step, disable=not show_bar, desc=run_id, unit="step")
+    log_every = max(1, tc.steps // 20)
+    t_start, samples, last_val = time.perf_counter(), 0, {}
+    policy.train()
+    ep, i = epoch, skip - 1
+    while step < tc.steps:
+        ep, i, raw = next(stream)
+        lr = lr_at(step, tc)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        inputs = pre(to_policy_batch(raw, tc.device))  # image (B,3,H,W) [0,1], state (B,4), action (B,64,2) normalised
+        n = len(raw["key"])
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            if capture is None:
+                loss, _ = policy.forward(inputs)
+                traj = None
+            else:
+                noise = policy.model.sample_noise((n, cfg.chunk_size, cfg.max_action_dim), tc.device)
+                time_ = policy.model.sample_time(n, tc.device)
+                fm, _ = policy.forward(inputs, noise=noise, time=time_)
+                traj = trajectory_term(capture.v_t, noise, time_, inputs["action"], action_stats,
+                                       raw["state"][:, 0].to(tc.device), raw["future"][..., :2].to(tc.device))
+                loss = fm + tc.traj_loss_weight * traj
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step} (lr {lr:.2e}): lower lr or check the "
+                                     "shards' actions and states for non-finite values")
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(trainable, tc.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        samples += n
+        bar.update(1)
+        wall = time.perf_counter() - t_start
+        loss_v = loss.detach().item()
+        row = {"loss": loss_v, "lr": lr, "grad_norm": gnorm.item()}
+        if traj is not None:
+            row["traj_ade_m"] = traj.detach().item()
+        metrics += _rows(step, "train", row, wall)
+        if step % log_every == 0 or step == tc.steps:
+            log(f"step {step}/{tc.steps} loss {loss_v:.4f} lr {lr:.2e} grad {gnorm.item():.2f} "
+                f"{samples / wall:.1f} samples/s")
+        if val and (step % tc.val_every == 0 or step == tc.steps):
+            last_val = validate(policy, pre, post, val, cfg, seed=tc.seed, device=tc.device)
+            metrics += _rows(step, "val", last_val, time.perf_counter() - t_start)
+            log(f"val @ {step}: loss {last_val['val_loss']:.4f}, ADE@6.4s {last_val['ade_6p4s']:.3f} m "
+                f"(constant velocity {last_val['cv_ade_6p4s']:.3f} m) on {int(last_val['windows'])} windows")
+        if step % tc.checkpoint_every == 0 or step == tc.steps:
+            save(step, i + 1, ep, last_val)
+    bar.close()
+    if capture is not None:
+        capture.handle.remove()
+    wall = time.perf_counter() - t_start
+    peak = torch.cuda.max_memory_allocated() / 2**20 if tc.device.startswith("cuda") else _rss_peak_mb()
+    return _result(run_id, ckpt_dir, tc, resumed_from, False, metrics, params, wall, samples / max(wall, 1e-9), peak)
+
+
+def _tiny_hash(backbone_dir: Path) -> str:
+    from trainers.tiny_backbone import TinyBackboneConfig
+
+    return TinyBackboneConfig(**json.loads((backbone_dir / "tiny_backbone.json").read_text())).config_hash()
+
+
+def _rss_peak_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _result(run_id: str, ckpt: Path, tc: TrainConfig, resumed_from: int, done: bool, metrics: list[dict[str, Any]],
+            params: dict[str, int], wall: float, sps: float, peak: float) -> TrainResult:
+    final = {r["name"]: r["value"] for r in metrics if r["split"] == "val" and r["step"] == max(
+        (m["step"] for m in metrics if m["split"] == "val"), default=-1)}
+    return TrainResult(run_id=run_id, checkpoint=ckpt, steps=tc.steps, resumed_from=resumed_from, already_done=done,
+                       metrics=metrics, final=final, params=params, train_wall_s=wall, samples_per_s=sps,
+                       peak_mem_mb=peak)
