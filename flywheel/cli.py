@@ -155,7 +155,7 @@ def print_training_summary(lake: str) -> None:
 
 
 TRAIN_FLAGS = ("profile", "steps", "batch_size", "lr", "freeze_backbone", "train_expert_only", "lora_rank",
-               "traj_loss_weight", "val_every", "checkpoint_every", "seed", "device", "base", "base_revision",
+               "traj_loss_weight", "action_mode", "val_every", "checkpoint_every", "seed", "device", "base", "base_revision",
                "labeler", "labeler_version", "restart")
 
 
@@ -197,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="freeze the whole VLM; train the action expert and projections")
     tr.add_argument("--lora-rank", type=int, help="peft LoRA rank on the VLM text attention (0: off)")
     tr.add_argument("--traj-loss-weight", type=float, help="weight of the trajectory-space (ADE) loss term")
+    tr.add_argument("--action-mode", choices=["residual", "absolute"],
+                    help="the policy learns (a, κ) as their change from t0 (default) or as they are")
     tr.add_argument("--val-every", type=int)
     tr.add_argument("--checkpoint-every", type=int)
     tr.add_argument("--seed", type=int)

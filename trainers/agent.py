@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from trainers.actions import rollout
+from trainers.actions import from_model, rollout
 from trainers.checkpoint import Loaded, load_checkpoint
 from trainers.policy import CAMERA_KEY, STATE_DIM, STATE_KEY
 
@@ -88,7 +88,8 @@ class FieldAgent:
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         noise = torch.randn(shape, generator=gen).to(self.device)
         with torch.no_grad():
-            chunk = post(policy.predict_action_chunk(obs, noise=noise)).float().cpu()  # (B, 64, 2) normalised (a, κ)
+            chunk = post(policy.predict_action_chunk(obs, noise=noise)).float().cpu()  # (B, 64, 2)
+            chunk = from_model(chunk, st, self.loaded.spec.action_mode)  # normalised (a, κ)
             accel, kappa, xy, yaw = rollout(chunk, st[:, 0])
         return AgentOutput(accel.numpy(), kappa.numpy(), xy.numpy(), yaw.numpy())
 

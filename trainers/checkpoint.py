@@ -195,6 +195,7 @@ def load_stats(ckpt: str | Path) -> dict[str, dict[str, torch.Tensor]]:
 def load_checkpoint(ckpt: str | Path, *, device: str = "cpu", verify: bool = True) -> Loaded:
     """Rebuild the policy, its processors and statistics from a checkpoint directory."""
     from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig  # registers type "smolvla"
 
     ckpt = Path(ckpt).resolve()
     meta = read_meta(ckpt)
@@ -202,7 +203,10 @@ def load_checkpoint(ckpt: str | Path, *, device: str = "cpu", verify: bool = Tru
         verify_files(ckpt, meta)
     spec = PolicySpec(**meta["spec"])
     vlm = str(ckpt / "backbone") if spec.profile == "tiny" else meta["vlm_model_name"]
-    cfg = dataclasses.replace(PreTrainedConfig.from_pretrained(ckpt), vlm_model_name=vlm, device=device)
+    cfg = PreTrainedConfig.from_pretrained(ckpt)
+    if not isinstance(cfg, SmolVLAConfig):
+        raise ValueError(f"{ckpt}/config.json is a {type(cfg).__name__}; a field-agent checkpoint holds a SmolVLAConfig")
+    cfg = dataclasses.replace(cfg, vlm_model_name=vlm, device=device)
     base_dir = None
     if spec.profile == "full":
         b = meta["base"]
@@ -217,8 +221,10 @@ def load_checkpoint(ckpt: str | Path, *, device: str = "cpu", verify: bool = Tru
 
 # --- resume state -----------------------------------------------------------------------------
 
-def save_train_state(out: str | Path, *, optimizer: torch.optim.Optimizer, progress: dict[str, Any]) -> None:
-    """Optimizer moments, RNG states and the loop's position (step, epoch, batch) for resuming."""
+def save_train_state(out: str | Path, *, optimizer: torch.optim.Optimizer, progress: dict[str, Any],
+                     live: dict[str, torch.Tensor] | None = None) -> None:
+    """Optimizer moments, RNG states, the loop's position (step, epoch, batch) and, when the
+    checkpoint holds averaged weights, the live trainable ones: all a resumed run needs."""
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
@@ -231,12 +237,15 @@ def save_train_state(out: str | Path, *, optimizer: torch.optim.Optimizer, progr
     if torch.cuda.is_available():
         rng |= {f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())}
     _save_tensors(rng, tmp / "rng.safetensors")
+    if live is not None:
+        _save_tensors(live, tmp / "live.safetensors")
     (tmp / "progress.json").write_text(json.dumps({**progress, "param_groups": sd["param_groups"]}, indent=1))
     _swap_in(tmp, out)
 
 
-def load_train_state(state_dir: str | Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore optimizer and RNG; returns the saved progress (step, epoch, batch, ...)."""
+def load_train_state(state_dir: str | Path, optimizer: torch.optim.Optimizer
+                     ) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+    """Restore optimizer and RNG; returns the saved progress (step, epoch, ...) and live weights if saved."""
     state_dir = Path(state_dir)
     progress = json.loads((state_dir / "progress.json").read_text())
     nested: dict[int, dict[str, torch.Tensor]] = {}
@@ -248,4 +257,16 @@ def load_train_state(state_dir: str | Path, optimizer: torch.optim.Optimizer) ->
     torch.set_rng_state(rng["torch"])
     if torch.cuda.is_available() and "cuda0" in rng:
         torch.cuda.set_rng_state_all([rng[f"cuda{i}"] for i in range(torch.cuda.device_count())])
-    return progress
+    live = state_dir / "live.safetensors"
+    return progress, (load_file(str(live)) if live.exists() else None)
+
+
+def load_live(policy: torch.nn.Module, live: dict[str, torch.Tensor]) -> None:
+    """Put saved live trainable weights back (by parameter name)."""
+    params = dict(policy.named_parameters())
+    missing = sorted(set(live) - set(params))
+    if missing:
+        raise ValueError(f"resume state has weights this policy lacks, e.g. {missing[:3]}: restart the run")
+    with torch.no_grad():
+        for n, v in live.items():
+            params[n].copy_(v)

@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 import torch
 
+from trainers.actions import ActionMode, to_model
+
 CAMERA_KEY = "observation.images.front_wide"
 STATE_KEY = "observation.state"
 STATE_DIM = 4  # v, a, κ, yaw rate at t0
@@ -48,6 +50,7 @@ class PolicySpec:
     lora_rank: int = 0
     lora_alpha: int = 0  # 0: 2 x rank
     flow_steps: int = 10  # denoising steps at inference (SmolVLA's num_steps)
+    action_mode: ActionMode = "residual"  # what the policy outputs: (a, κ), or their change from t0 (trainers.actions)
 
     def __post_init__(self) -> None:
         if self.profile not in ("tiny", "full"):
@@ -59,6 +62,8 @@ class PolicySpec:
                              "train_expert_only freezes; drop one of the two switches")
         if self.flow_steps < 1:
             raise ValueError(f"flow_steps={self.flow_steps}: need >= 1")
+        if self.action_mode not in ("absolute", "residual"):
+            raise ValueError(f"action_mode={self.action_mode!r}: choose residual or absolute")
 
     @classmethod
     def for_profile(cls, profile: ProfileName, *, freeze_backbone: bool | None = None,
@@ -207,12 +212,12 @@ def processors(cfg: Any, stats: dict[str, dict[str, torch.Tensor]]) -> tuple[Any
     return make_smolvla_pre_post_processors(cfg, dataset_stats=stats)
 
 
-def to_policy_batch(batch: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
-    """A loader batch (trainers.data) in the keys SmolVLA's preprocessor expects."""
+def to_policy_batch(batch: dict[str, Any], device: str = "cpu", action_mode: ActionMode = "absolute") -> dict[str, Any]:
+    """A loader batch (trainers.data) in the keys SmolVLA's preprocessor expects, actions as the policy learns them."""
     from trainers.data import images_to_float
 
     out = {CAMERA_KEY: images_to_float(batch["image"].to(device)), STATE_KEY: batch["state"].to(device),
            "task": list(batch["command"])}
     if "actions" in batch:
-        out["action"] = batch["actions"].to(device)
+        out["action"] = to_model(batch["actions"], batch["state"], action_mode).to(device)
     return out

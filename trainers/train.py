@@ -18,6 +18,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +28,7 @@ import torch
 
 from evals.displacement import constant_velocity_xy, displacement_errors
 from trainers import checkpoint as C
-from trainers.actions import rollout
+from trainers.actions import ActionMode, from_model, rollout, to_model
 from trainers.data import make_loader, state_action_samples
 from trainers.policy import (
     FULL_BASE,
@@ -55,12 +56,14 @@ class TrainConfig:
     min_lr_ratio: float = 0.05
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
+    ema_decay: float = 0.999  # validate and ship an exponential moving average of the weights; 0: off
     freeze_backbone: bool | None = None  # None: the profile's default (trainers.policy.PolicySpec.for_profile)
     train_expert_only: bool | None = None
     lora_rank: int = 0
     lora_alpha: int = 0
     traj_loss_weight: float = 0.0  # weight of the ADE of the one-step denoised chunk (metres)
     flow_steps: int = 10
+    action_mode: Literal["residual", "absolute"] = "residual"  # trainers.actions.to_model
     val_every: int = 200
     val_max_samples: int = 512
     checkpoint_every: int = 200
@@ -84,6 +87,8 @@ class TrainConfig:
                              f"warmup_steps={self.warmup_steps} (>= 0), grad_clip={self.grad_clip} (> 0)")
         if self.traj_loss_weight < 0:
             raise ValueError(f"traj_loss_weight={self.traj_loss_weight}: must be >= 0")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay={self.ema_decay}: use 0 (off) or a decay in (0, 1) such as 0.999")
 
     def resolved(self) -> TrainConfig:
         """Concrete profile, device and workers for this machine."""
@@ -97,7 +102,8 @@ class TrainConfig:
         assert self.profile != "auto", "call resolved() first"
         return PolicySpec.for_profile(self.profile, freeze_backbone=self.freeze_backbone,
                                       train_expert_only=self.train_expert_only, lora_rank=self.lora_rank,
-                                      lora_alpha=self.lora_alpha, flow_steps=self.flow_steps)
+                                      lora_alpha=self.lora_alpha, flow_steps=self.flow_steps,
+                                      action_mode=self.action_mode)
 
     def run_id(self, data_version: str) -> str:
         """Same config + same data -> same run (so an interrupted run resumes); device-independent."""
@@ -120,6 +126,41 @@ class TrainResult:
     samples_per_s: float
     peak_mem_mb: float
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class EMA:
+    """An exponential moving average of the trainable weights.
+
+    Flow-matching policies sample from what the weights say *now*; on a few hundred windows the
+    last steps' weights swing from one validation to the next, and their average is the steadier
+    (and better) agent, as in Diffusion Policy. The average warms up (decay (1+t)/(10+t)) so early
+    weights do not linger.
+    """
+
+    def __init__(self, policy: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.params = {n: p for n, p in policy.named_parameters() if p.requires_grad}
+        self.shadow = {n: p.detach().clone() for n, p in self.params.items()}
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for n, p in self.params.items():
+            self.shadow[n].lerp_(p.detach(), 1 - d)
+
+    @contextmanager
+    def applied(self) -> Iterator[None]:
+        """The averaged weights in place of the live ones, for validation and checkpoints."""
+        live = {n: p.detach().clone() for n, p in self.params.items()}
+        with torch.no_grad():
+            for n, p in self.params.items():
+                p.copy_(self.shadow[n])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for n, p in self.params.items():
+                    p.copy_(live[n])
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
@@ -170,22 +211,24 @@ class _VelocityCapture:
 
 
 def trajectory_term(v_t: torch.Tensor, noise: torch.Tensor, time_: torch.Tensor, actions: torch.Tensor,
-                    stats: dict[str, torch.Tensor], v0: torch.Tensor, future_xy: torch.Tensor) -> torch.Tensor:
+                    stats: dict[str, torch.Tensor], state: torch.Tensor, future_xy: torch.Tensor,
+                    mode: ActionMode) -> torch.Tensor:
     """ADE (m) of the chunk recovered in one step from the noisy one, weighted by (1 - t).
 
     LeRobot's flow matching: x_t = t·noise + (1 - t)·actions and v_t ≈ noise - actions, so
-    actions ≈ x_t - t·v_t. (B, 64, D) tensors in LeRobot's normalisation; the first 2 dims are (a, κ).
+    actions ≈ x_t - t·v_t. (B, 64, D) tensors in LeRobot's normalisation; the first 2 dims are
+    what the policy learns (trainers.actions.to_model) of (a, κ).
     """
     t = time_[:, None, None]
     x_t = t * noise[..., :2] + (1 - t) * actions[..., :2]
-    a_hat = (x_t - t * v_t[..., :2].float()) * stats["std"] + stats["mean"]
-    _, _, xy, _ = rollout(a_hat, v0)
+    a_hat = from_model((x_t - t * v_t[..., :2].float()) * stats["std"] + stats["mean"], state, mode)
+    _, _, xy, _ = rollout(a_hat, state[:, 0])
     return ((xy - future_xy).norm(dim=-1).mean(dim=1) * (1 - time_)).mean()
 
 
 @torch.no_grad()
 def validate(policy: Any, pre: Any, post: Any, val: list[dict[str, Any]], cfg: Any, *, seed: int,
-             device: str) -> dict[str, float]:
+             device: str, mode: ActionMode) -> dict[str, float]:
     """Val flow-matching loss (fixed noise and times) and displacement errors of sampled chunks,
     with the constant-velocity baseline on the same windows."""
     policy.eval()
@@ -195,12 +238,12 @@ def validate(policy: Any, pre: Any, post: Any, val: list[dict[str, Any]], cfg: A
         n = len(b["key"])
         shape = (n, cfg.chunk_size, cfg.max_action_dim)
         noise, time_ = torch.randn(shape, generator=g), torch.rand(n, generator=g) * 0.998 + 0.001
-        loss, _ = policy.forward(pre(to_policy_batch(b, device)), noise=noise.to(device), time=time_.to(device))
+        loss, _ = policy.forward(pre(to_policy_batch(b, device, mode)), noise=noise.to(device), time=time_.to(device))
         losses.append(float(loss) * n)
         obs = pre({k: v for k, v in to_policy_batch(b, device).items() if k != "action"})
         chunk = post(policy.predict_action_chunk(obs, noise=torch.randn(shape, generator=g).to(device)))
         v0 = b["state"][:, 0]
-        preds.append(rollout(chunk.float().cpu(), v0)[2].numpy())
+        preds.append(rollout(from_model(chunk.float().cpu(), b["state"], mode), v0)[2].numpy())
         truths.append(b["future"][..., :2].numpy())
         v0s.append(v0.numpy())
     pred, true, v0 = np.concatenate(preds), np.concatenate(truths), np.concatenate(v0s)
@@ -215,22 +258,27 @@ def _rows(step: int, split: str, values: dict[str, float], wall_s: float) -> lis
     return [{"step": step, "split": split, "name": k, "value": float(v), "wall_s": wall_s} for k, v in values.items()]
 
 
-def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_dir: str | Path, data_version: str,
-          restart: bool = False, log: Log = print, progress_bar: bool | None = None) -> TrainResult:
-    """Train (or resume, or report a finished) run of `tc` on these shards under runs_dir/<run_id>."""
-    tc = tc.resolved()
-    spec = tc.spec()
-    run_id = tc.run_id(data_version)
-    run_dir = Path(runs_dir) / run_id
-    ckpt_dir, state_dir = run_dir / "checkpoint", run_dir / "state"
-    if restart and run_dir.exists():
-        shutil.rmtree(run_dir)
-    if tc.device == "cpu":
-        torch.set_num_threads(tc.threads or 1)
-    torch.manual_seed(tc.seed)
-    np.random.seed(tc.seed)
+@dataclass
+class Setup:
+    """A policy ready to train: what it was built from, and its optimizer."""
 
-    # --- what the policy is built from --------------------------------------------------------
+    tc: TrainConfig
+    spec: PolicySpec
+    cfg: Any  # SmolVLAConfig
+    policy: Any  # SmolVLAPolicy
+    trainable: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    params: dict[str, int]
+    image_hw: tuple[int, int]
+    base_ref: dict[str, str]
+    backbone_dir: Path | None
+    amp: bool  # bf16 autocast (CUDA with bf16 support)
+
+
+def prepare(tc: TrainConfig, train_urls: list[str], run_dir: Path) -> Setup:
+    """Build the policy for a resolved config (tiny: its backbone under run_dir/backbone; full: the
+    pinned base) at the shards' image size, and its AdamW optimizer over what trains."""
+    spec = tc.spec()
     first = next(iter(make_loader(train_urls[:1], batch_size=1, shuffle_buffer=1)))
     image_hw = tuple(first["image"].shape[-2:])
     base_dir, backbone_dir = None, None
@@ -243,9 +291,58 @@ def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_d
         vlm = tc.vlm
     cfg = policy_config(spec, image_hw=image_hw, vlm=vlm, base_dir=base_dir, device=tc.device)
     policy = build_policy(spec, cfg, base_dir=base_dir)
-    params = param_counts(policy)
     trainable = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.95))
+    amp = tc.device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    return Setup(tc, spec, cfg, policy, trainable, optimizer, param_counts(policy), image_hw, base_ref, backbone_dir, amp)
+
+
+def train_step(st: Setup, pre: Any, raw: dict[str, Any], *, capture: _VelocityCapture | None = None,
+               action_stats: dict[str, torch.Tensor] | None = None) -> tuple[float, float, float | None]:
+    """One optimisation step on a loader batch -> (loss, gradient norm before clipping, trajectory term)."""
+    tc, cfg, policy = st.tc, st.cfg, st.policy
+    # image (B,3,H,W) [0,1], state (B,4), action (B,64,2): what the policy learns, normalised
+    inputs = pre(to_policy_batch(raw, tc.device, st.spec.action_mode))
+    n = len(raw["key"])
+    traj = None
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=st.amp):
+        if capture is None:
+            loss, _ = policy.forward(inputs)
+        else:
+            assert action_stats is not None
+            noise = policy.model.sample_noise((n, cfg.chunk_size, cfg.max_action_dim), tc.device)
+            time_ = policy.model.sample_time(n, tc.device)
+            fm, _ = policy.forward(inputs, noise=noise, time=time_)
+            traj = trajectory_term(capture.v_t, noise, time_, inputs["action"], action_stats,
+                                   raw["state"].to(tc.device), raw["future"][..., :2].to(tc.device), st.spec.action_mode)
+            loss = fm + tc.traj_loss_weight * traj
+    if not torch.isfinite(loss):  # stop before the weights are touched: the last checkpoint stays good
+        raise FloatingPointError(f"loss is {loss.item()} (lr {st.optimizer.param_groups[0]['lr']:.2e}): lower lr or "
+                                 "check the shards' actions and states for non-finite values")
+    loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(st.trainable, tc.grad_clip)
+    st.optimizer.step()
+    st.optimizer.zero_grad(set_to_none=True)
+    return loss.detach().item(), gnorm.item(), None if traj is None else traj.detach().item()
+
+
+def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_dir: str | Path, data_version: str,
+          restart: bool = False, log: Log = print, progress_bar: bool | None = None) -> TrainResult:
+    """Train (or resume, or report a finished) run of `tc` on these shards under runs_dir/<run_id>."""
+    tc = tc.resolved()
+    run_id = tc.run_id(data_version)
+    run_dir = Path(runs_dir) / run_id
+    ckpt_dir, state_dir = run_dir / "checkpoint", run_dir / "state"
+    if restart and run_dir.exists():
+        shutil.rmtree(run_dir)
+    if tc.device == "cpu":
+        torch.set_num_threads(tc.threads or 1)
+    torch.manual_seed(tc.seed)
+    np.random.seed(tc.seed)
+
+    st = prepare(tc, train_urls, run_dir)
+    spec, cfg, policy, optimizer, params = st.spec, st.cfg, st.policy, st.optimizer, st.params
+    image_hw, base_ref, backbone_dir = st.image_hw, st.base_ref, st.backbone_dir
 
     # --- resume or start ----------------------------------------------------------------------
     step, epoch, skip, metrics, resumed_from = 0, 0, 0, [], 0
@@ -253,7 +350,10 @@ def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_d
         meta = C.read_meta(ckpt_dir)
         C.load_weights(policy, ckpt_dir, meta)
         stats = C.load_stats(ckpt_dir)
-        prog = C.load_train_state(state_dir, optimizer)
+        ema = EMA(policy, tc.ema_decay) if tc.ema_decay else None  # the checkpoint holds the average
+        prog, live = C.load_train_state(state_dir, optimizer)
+        if live is not None:  # the resume state holds the live weights the run goes on from
+            C.load_live(policy, live)
         if prog["step"] != meta["step"]:
             raise RuntimeError(f"{run_dir}: resume state is at step {prog['step']} but the checkpoint at "
                                f"{meta['step']} (interrupted while saving): rerun with restart=True")
@@ -265,7 +365,8 @@ def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_d
         log(f"resuming run {run_id} at step {step}/{tc.steps}")
     else:
         states, actions = state_action_samples(train_urls, tc.stats_samples)
-        stats = dataset_stats(states, actions)
+        stats = dataset_stats(states, to_model(actions, states, spec.action_mode))
+        ema = EMA(policy, tc.ema_decay) if tc.ema_decay else None
     pre, post = processors(cfg, stats)
     val = load_val(val_urls, tc) if val_urls else []
     action_stats = {k: v.to(tc.device) for k, v in stats["action"].items() if k in ("mean", "std")}
@@ -276,13 +377,14 @@ def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_d
     def save(at_step: int, next_batch: int, ep: int, last_val: dict[str, float]) -> None:
         extra = {"step": at_step, "run_id": run_id, "data_version": data_version,
                  "train_config": dataclasses.asdict(tc), "metrics": last_val, "params": params}
-        C.save_checkpoint(ckpt_dir, policy=policy, cfg=cfg, spec=spec, stats=stats, base=base_ref,
-                          image_hw=image_hw, backbone_dir=backbone_dir, extra=extra)
+        with ema.applied() if ema else nullcontext():
+            C.save_checkpoint(ckpt_dir, policy=policy, cfg=cfg, spec=spec, stats=stats, base=base_ref,
+                              image_hw=image_hw, backbone_dir=backbone_dir, extra=extra)
         C.save_train_state(state_dir, optimizer=optimizer,
-                           progress={"step": at_step, "epoch": ep, "next_batch": next_batch, "metrics": metrics})
+                           progress={"step": at_step, "epoch": ep, "next_batch": next_batch, "metrics": metrics},
+                           live=dict(ema.params) if ema else None)
 
     # --- the loop -----------------------------------------------------------------------------
-    amp = tc.device.startswith("cuda") and torch.cuda.is_bf16_supported()
     capture = _VelocityCapture(policy.model.action_out_proj) if tc.traj_loss_weight > 0 else None
     if tc.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -300,40 +402,24 @@ def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_d
         lr = lr_at(step, tc)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        inputs = pre(to_policy_batch(raw, tc.device))  # image (B,3,H,W) [0,1], state (B,4), action (B,64,2) normalised
+        loss_v, gnorm, traj = train_step(st, pre, raw, capture=capture, action_stats=action_stats)
         n = len(raw["key"])
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            if capture is None:
-                loss, _ = policy.forward(inputs)
-                traj = None
-            else:
-                noise = policy.model.sample_noise((n, cfg.chunk_size, cfg.max_action_dim), tc.device)
-                time_ = policy.model.sample_time(n, tc.device)
-                fm, _ = policy.forward(inputs, noise=noise, time=time_)
-                traj = trajectory_term(capture.v_t, noise, time_, inputs["action"], action_stats,
-                                       raw["state"][:, 0].to(tc.device), raw["future"][..., :2].to(tc.device))
-                loss = fm + tc.traj_loss_weight * traj
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {step} (lr {lr:.2e}): lower lr or check the "
-                                     "shards' actions and states for non-finite values")
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(trainable, tc.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        if ema:
+            ema.update(step)
         step += 1
         samples += n
         bar.update(1)
         wall = time.perf_counter() - t_start
-        loss_v = loss.detach().item()
-        row = {"loss": loss_v, "lr": lr, "grad_norm": gnorm.item()}
+        row = {"loss": loss_v, "lr": lr, "grad_norm": gnorm}
         if traj is not None:
-            row["traj_ade_m"] = traj.detach().item()
+            row["traj_ade_m"] = traj
         metrics += _rows(step, "train", row, wall)
         if step % log_every == 0 or step == tc.steps:
-            log(f"step {step}/{tc.steps} loss {loss_v:.4f} lr {lr:.2e} grad {gnorm.item():.2f} "
+            log(f"step {step}/{tc.steps} loss {loss_v:.4f} lr {lr:.2e} grad {gnorm:.2f} "
                 f"{samples / wall:.1f} samples/s")
         if val and (step % tc.val_every == 0 or step == tc.steps):
-            last_val = validate(policy, pre, post, val, cfg, seed=tc.seed, device=tc.device)
+            with ema.applied() if ema else nullcontext():
+                last_val = validate(policy, pre, post, val, cfg, seed=tc.seed, device=tc.device, mode=spec.action_mode)
             metrics += _rows(step, "val", last_val, time.perf_counter() - t_start)
             log(f"val @ {step}: loss {last_val['val_loss']:.4f}, ADE@6.4s {last_val['ade_6p4s']:.3f} m "
                 f"(constant velocity {last_val['cv_ade_6p4s']:.3f} m) on {int(last_val['windows'])} windows")

@@ -25,6 +25,7 @@ class TrainFieldAgentConfig(dg.Config):
     train_expert_only: bool | None = None
     lora_rank: int = 0  # > 0: peft LoRA on the VLM text attention
     traj_loss_weight: float = 0.0
+    action_mode: str = "residual"  # the policy learns the change of (a, κ) from t0, or absolute (a, κ)
     val_every: int = 200
     checkpoint_every: int = 200
     seed: int = 0

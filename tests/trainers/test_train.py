@@ -55,7 +55,7 @@ def test_tiny_training_writes_metrics_and_a_safetensors_checkpoint(tiny_run: tup
     assert meta["base"]["kind"] == "tiny" and len(meta["base"]["config_hash"]) == 16
     assert meta["data_version"] == "test-data" and meta["step"] == 12 and meta["weights_scope"] == "all"
     assert meta["spec"] == {"profile": "tiny", "freeze_backbone": False, "train_expert_only": False, "lora_rank": 0,
-                            "lora_alpha": 0, "flow_steps": 10}
+                            "lora_alpha": 0, "flow_steps": 10, "action_mode": "residual"}
     assert meta["action_space"]["accel_std"] == pytest.approx(0.681043)
     assert (res.checkpoint / "backbone" / "config.json").exists()  # shipped: the checkpoint stands alone
     assert json.loads((res.checkpoint / "config.json").read_text())["vlm_model_name"] == "backbone"
@@ -242,20 +242,36 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor() -> None:
         TrainConfig(steps=0)
 
 
-def test_trajectory_term_is_the_ade_of_the_denoised_chunk(shard_urls: dict[str, list[str]]) -> None:
+@pytest.mark.parametrize("mode", ["residual", "absolute"])
+def test_trajectory_term_is_the_ade_of_the_denoised_chunk(shard_urls: dict[str, list[str]], mode: str) -> None:
+    from trainers.actions import to_model
+
     b = next(iter(make_loader(shard_urls["train"], batch_size=6, shuffle_buffer=1)))
-    st = dataset_stats(b["state"], b["actions"])["action"]
-    actions = (b["actions"] - st["mean"]) / st["std"]  # LeRobot's normalisation
+    learned = to_model(b["actions"], b["state"], mode)
+    st = dataset_stats(b["state"], learned)["action"]
+    actions = (learned - st["mean"]) / st["std"]  # LeRobot's normalisation
     noise, t = torch.randn_like(actions), torch.rand(6)
-    v0, fut = b["state"][:, 0], b["future"][..., :2]
+    fut = b["future"][..., :2]
     # a perfect velocity recovers the targets: the term is then their own fit error, millimetres
-    exact = trajectory_term(noise - actions, noise, t, actions, st, v0, fut)
+    exact = trajectory_term(noise - actions, noise, t, actions, st, b["state"], fut, mode)
     assert float(exact) < 0.05
     # a wrong velocity costs metres, and the gradient reaches it
     v = (noise - actions + 0.5).requires_grad_()
-    wrong = trajectory_term(v, noise, t, actions, st, v0, fut)
+    wrong = trajectory_term(v, noise, t, actions, st, b["state"], fut, mode)
     wrong.backward()
     assert float(wrong) > 10 * float(exact) and v.grad is not None and float(v.grad.abs().sum()) > 0
+
+
+def test_residual_actions_round_trip_and_are_near_zero_when_the_driver_keeps_going(
+        shard_urls: dict[str, list[str]]) -> None:
+    from trainers.actions import from_model, to_model
+
+    b = next(iter(make_loader(shard_urls["train"], batch_size=32, shuffle_buffer=1)))
+    res = to_model(b["actions"], b["state"], "residual")
+    torch.testing.assert_close(from_model(res, b["state"], "residual"), b["actions"])
+    assert torch.equal(to_model(b["actions"], b["state"], "absolute"), b["actions"])
+    # at t0 the fitted controls and the measured ones agree: the first residual is small
+    assert float(res[:, 0].abs().mean()) < 0.5 * float(b["actions"][:, 0].abs().mean())
 
 
 def test_training_set_comes_from_the_manifest(shard_dir: Path) -> None:

@@ -154,3 +154,16 @@ def test_other_config_in_same_dir_is_refused(tmp_path: Path) -> None:
 def test_bad_twin_config_says_what_is_wrong(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         TwinConfig(**kwargs)
+
+
+def test_default_twin_trains_on_every_scenario_its_val_and_test_clips_show() -> None:
+    from transforms.twin.world import SCENARIOS
+    from transforms.twin.writer import TwinConfig, scenario_of, split_of
+
+    cfg = TwinConfig()
+    by_split: dict[str, set[str]] = {}
+    for c in range(cfg.chunks):
+        for i in range(cfg.clips_per_chunk):
+            by_split.setdefault(split_of(c, i), set()).add(scenario_of(cfg, c, i))
+    assert by_split["train"] == set(SCENARIOS)  # val/test behaviours were all seen in training
+    assert by_split["val"] and by_split["test"] and by_split["val"] <= by_split["train"]

@@ -87,7 +87,13 @@ def clip_ids(cfg: TwinConfig) -> dict[int, list[str]]:
     }
 
 
-def _split(chunk_id: int, index: int) -> str:
+def scenario_of(cfg: TwinConfig, chunk_id: int, index: int) -> str:
+    # scenarios cycle through the chunk (offset per chunk), so even a small twin shows every
+    # behaviour a Commander names; everything else about the clip comes from its seed
+    return SCENARIOS[(chunk_id * cfg.clips_per_chunk + index) % len(SCENARIOS)]
+
+
+def split_of(chunk_id: int, index: int) -> str:
     # Every chunk gets val and test clips as soon as it has 4 clips, so a small twin still splits.
     # The val/test positions rotate with the chunk: scenarios cycle through a chunk's clips, and a
     # fixed position would put one scenario in val (or test) in every chunk and never in train.
@@ -127,7 +133,7 @@ def write_metadata(root: Path, cfg: TwinConfig) -> None:
     _atomic_write(root / "features.csv", pd.DataFrame(L.features_csv_rows()).to_csv(index=False).encode())
     clip_index = pd.DataFrame(
         {"clip_is_valid": True, "chunk": np.array([r[1] for r in rows], np.int64),
-         "split": [_split(r[1], r[2]) for r in rows]}, index=index)
+         "split": [split_of(r[1], r[2]) for r in rows]}, index=index)
     _atomic_write(root / "clip_index.parquet", _parquet_bytes(clip_index))
     present = set(L.REQUIRED_FEATURES)
     presence = pd.DataFrame({f: f in present for f in L.FEATURES}, index=index)
@@ -233,9 +239,7 @@ def write_chunk(root: Path, cfg: TwinConfig, chunk_id: int) -> list[Path]:
     cam_feature, ego_feature = L.FEATURES[L.FRONT_CAMERA], L.FEATURES[L.EGOMOTION]
     for i, clip_id in enumerate(ids):
         seed = cfg.clip_seed(chunk_id, i)
-        # scenarios cycle through the chunk (offset per chunk), so even a small twin shows every
-        # behaviour a Commander names; everything else about the clip comes from its seed
-        world = simulate(seed, cfg.seconds, SCENARIOS[(chunk_id * cfg.clips_per_chunk + i) % len(SCENARIOS)])
+        world = simulate(seed, cfg.seconds, scenario_of(cfg, chunk_id, i))
         rng = np.random.default_rng(seed ^ 0x5EED)
         cam = FThetaCamera.front_wide(cfg.width, cfg.height, rng)
         # camera frames start a few ms before the clip, like the real 605-frame clips
