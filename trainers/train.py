@@ -61,7 +61,7 @@ class TrainConfig:
     train_expert_only: bool | None = None
     lora_rank: int = 0
     lora_alpha: int = 0
-    traj_loss_weight: float = 0.0  # weight of the ADE of the one-step denoised chunk (metres)
+    traj_loss_weight: float = 0.3  # weight of the ADE (m) of the one-step denoised chunk; 0: flow matching alone
     flow_steps: int = 10
     action_mode: Literal["residual", "absolute"] = "residual"  # trainers.actions.to_model
     val_every: int = 200

@@ -24,7 +24,7 @@ class TrainFieldAgentConfig(dg.Config):
     freeze_backbone: bool | None = None  # None: the profile's default (tiny: False, full: True)
     train_expert_only: bool | None = None
     lora_rank: int = 0  # > 0: peft LoRA on the VLM text attention
-    traj_loss_weight: float = 0.0
+    traj_loss_weight: float = 0.3  # + this x the ADE (m) of the one-step denoised chunk
     action_mode: str = "residual"  # the policy learns the change of (a, κ) from t0, or absolute (a, κ)
     val_every: int = 200
     checkpoint_every: int = 200
