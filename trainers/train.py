@@ -115,6 +115,7 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     run_id: str
+    profile: str  # tiny or full, as resolved on this machine
     checkpoint: Path
     steps: int
     resumed_from: int  # 0 for a fresh run
@@ -447,8 +448,8 @@ def _rss_peak_mb() -> float:
 
 def _result(run_id: str, ckpt: Path, tc: TrainConfig, resumed_from: int, done: bool, metrics: list[dict[str, Any]],
             params: dict[str, int], wall: float, sps: float, peak: float) -> TrainResult:
-    final = {r["name"]: r["value"] for r in metrics if r["split"] == "val" and r["step"] == max(
-        (m["step"] for m in metrics if m["split"] == "val"), default=-1)}
-    return TrainResult(run_id=run_id, checkpoint=ckpt, steps=tc.steps, resumed_from=resumed_from, already_done=done,
-                       metrics=metrics, final=final, params=params, train_wall_s=wall, samples_per_s=sps,
-                       peak_mem_mb=peak)
+    last_val = max((m["step"] for m in metrics if m["split"] == "val"), default=-1)
+    final = {r["name"]: r["value"] for r in metrics if r["split"] == "val" and r["step"] == last_val}
+    return TrainResult(run_id=run_id, profile=tc.profile, checkpoint=ckpt, steps=tc.steps, resumed_from=resumed_from,
+                       already_done=done, metrics=metrics, final=final, params=params, train_wall_s=wall,
+                       samples_per_s=sps, peak_mem_mb=peak)

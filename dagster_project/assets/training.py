@@ -89,8 +89,7 @@ def train_field_agent(context: dg.AssetExecutionContext, config: TrainFieldAgent
         metrics = pa.Table.from_pylist([{"run_id": res.run_id, **r} for r in res.metrics], schema=T.TRAINING_METRICS.schema)
         lake.overwrite_partition(T.TRAINING_METRICS, metrics, extra={"run_id": res.run_id})
         f = res.final
-        run = {"run_id": res.run_id, "checkpoint": str(res.checkpoint), "profile": json.loads(
-                   (res.checkpoint / "checkpoint.json").read_text())["spec"]["profile"],
+        run = {"run_id": res.run_id, "checkpoint": str(res.checkpoint), "profile": res.profile,
                "data_version": shards.data_version, "steps": res.steps, "val_ade_6p4s_m": f.get("ade_6p4s"),
                "cv_ade_6p4s_m": f.get("cv_ade_6p4s"), "val_windows": int(f["windows"]) if f else None,
                "train_wall_s": res.train_wall_s, "samples_per_s": res.samples_per_s,

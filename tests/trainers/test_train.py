@@ -259,7 +259,7 @@ def test_trajectory_term_is_the_ade_of_the_denoised_chunk(shard_urls: dict[str, 
     v = (noise - actions + 0.5).requires_grad_()
     wrong = trajectory_term(v, noise, t, actions, st, b["state"], fut, mode)
     wrong.backward()
-    assert float(wrong) > 10 * float(exact) and v.grad is not None and float(v.grad.abs().sum()) > 0
+    assert wrong.item() > 10 * exact.item() and v.grad is not None and float(v.grad.abs().sum()) > 0
 
 
 def test_residual_actions_round_trip_and_are_near_zero_when_the_driver_keeps_going(
