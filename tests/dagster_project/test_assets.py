@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -210,3 +212,10 @@ def test_train_field_agent_trains_on_all_chunks_and_records_the_run(twin_dir: Pa
     with pytest.raises(Exception, match=r"no shards labelled by vlm 1\.0"):
         dg.materialize([training.train_field_agent], instance=instance, resources=res,
                        run_config={"ops": {"train_field_agent": {"config": {**cfg, "labeler": "vlm"}}}})
+    # the CLI's flags reach the asset as run config: a LoRA run beside the first one
+    cli = [sys.executable, "-m", "flywheel.cli", "train", "--profile", "tiny", "--steps", "3", "--batch-size", "8",
+           "--val-every", "3", "--lora-rank", "2", "--no-freeze-backbone"]
+    out = _run(cli, _env(tmp_path)).stdout
+    assert re.search(r"val ADE@6\.4 s [\d.]+ m vs constant velocity [\d.]+ m", out), out[-2000:]
+    lora = [r for r in io.read(lake, T.TRAINING_RUNS).to_pylist() if json.loads(r["config"])["lora_rank"] == 2]
+    assert len(lora) == 1 and lora[0]["steps"] == 3 and Path(lora[0]["checkpoint"], "adapter.safetensors").exists()
