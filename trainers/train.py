@@ -341,6 +341,13 @@ def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_d
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed)
 
+    if (state_dir / "progress.json").exists() and (ckpt_dir / "checkpoint.json").exists():
+        meta = C.read_meta(ckpt_dir)
+        if meta["step"] >= tc.steps:  # finished before: report it without building the policy (or loading a base)
+            metrics = json.loads((state_dir / "progress.json").read_text())["metrics"]
+            log(f"run {run_id} already finished at step {meta['step']}: {ckpt_dir} (restart=True trains it again)")
+            return _result(run_id, ckpt_dir, tc, meta["step"], True, metrics, meta["params"], 0.0, 0.0, 0.0)
+
     st = prepare(tc, train_urls, run_dir)
     spec, cfg, policy, optimizer, params = st.spec, st.cfg, st.policy, st.optimizer, st.params
     image_hw, base_ref, backbone_dir = st.image_hw, st.base_ref, st.backbone_dir
@@ -360,9 +367,6 @@ def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_d
                                f"{meta['step']} (interrupted while saving): rerun with restart=True")
         step, epoch, skip, metrics = prog["step"], prog["epoch"], prog["next_batch"], prog["metrics"]
         resumed_from = step
-        if step >= tc.steps:
-            log(f"run {run_id} already finished at step {step}: {ckpt_dir} (restart=True trains it again)")
-            return _result(run_id, ckpt_dir, tc, resumed_from, True, metrics, params, 0.0, 0.0, 0.0)
         log(f"resuming run {run_id} at step {step}/{tc.steps}")
     else:
         states, actions = state_action_samples(train_urls, tc.stats_samples)
@@ -397,7 +401,6 @@ def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_d
     log_every = max(1, tc.steps // 20)
     t_start, samples, last_val = time.perf_counter(), 0, {}
     policy.train()
-    ep, i = epoch, skip - 1
     while step < tc.steps:
         ep, i, raw = next(stream)
         lr = lr_at(step, tc)
