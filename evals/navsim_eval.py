@@ -25,14 +25,14 @@ from evals.displacement import displacement_errors
 from evals.pdm import epdms, pdms
 from evals.pdm_twin import HORIZON_STEPS, ego_progress, human_filter, score_rollouts, to_anchor
 from evals.scene import ClipScene
+from lake.tables import EVAL_METRICS
 from transforms.index import frame_poses
 
 LOGGED = "logged"
 EC_SHIFT_STEPS = 5  # consecutive NAVSIM frames are 0.5 s apart; windows are too
 WINDOW_STEP_US = 500_000
 FILTERED_SCORES = ("nc", "dac", "ddc", "tlc", "ttc", "ep", "lk", "hc", "c", "ec")
-METRICS = ("ade_1s", "fde_1s", "ade_2s", "fde_2s", "ade_3s", "fde_3s", "ade_6p4s", "fde_6p4s", "nc", "dac", "ddc",
-           "tlc", "ttc", "ep", "lk", "c", "hc", "ec", "pdms", "epdms", "progress_m")
+METRICS = EVAL_METRICS  # the eval tables' metric columns
 
 
 @dataclass(frozen=True)
@@ -233,3 +233,120 @@ def poses_at(egomotion: pa.Table, keys: Sequence[tuple[str, int]]) -> dict[tuple
             if np.isfinite(pose[:3]).all():
                 out[(clip, int(t))] = pose[:3]
     return out
+
+
+FIELD_AGENT, WRONG_COMMAND = "field_agent", "wrong_command"
+BASELINES = ("constant_velocity", "constant_controls")
+
+
+def evaluate(windows: list[EvalWindow], act: AgentFn | None, scenes: dict[str, ClipScene] | None,
+             poses0: dict[tuple[str, int], np.ndarray] | None, *, wrong_command: bool = True, seed: int = 0,
+             batch: int = 16) -> tuple[list[dict[str, object]], dict[str, Plans], list[str | None]]:
+    """Every policy's plans on the windows, scored: (rows, plans, the wrong commands given).
+
+    `act` is the field agent ((images, commands, states) -> xy, yaw); None scores the baselines only.
+    The wrong-command ablation covers the windows that have a partner with another meta-action.
+    """
+    from evals.policies import constant_controls, constant_velocity, wrong_commands
+
+    if not windows:
+        raise ValueError("no windows to evaluate: materialize webdataset_shards for the chosen splits first")
+    st = np.stack([w.state for w in windows])
+    plans = {LOGGED: Plans(np.stack([w.future_xy for w in windows]), np.stack([w.future_yaw for w in windows])),
+             BASELINES[0]: Plans(*constant_velocity(st[:, 0])),
+             BASELINES[1]: Plans(*constant_controls(st[:, 0], st[:, 1], st[:, 2]))}
+    wrong: list[str | None] = [None] * len(windows)
+    if act is not None:
+        plans[FIELD_AGENT] = run_agent(act, windows, [w.command for w in windows], batch)
+        if wrong_command:
+            wrong = wrong_commands([w.command for w in windows], [w.meta_action for w in windows], seed)
+            # windows without a differing partner keep their own command (and say so in the row)
+            given = [c if c is not None else w.command for c, w in zip(wrong, windows, strict=True)]
+            plans[WRONG_COMMAND] = run_agent(act, windows, given, batch)
+    rows = score(windows, plans, scenes, poses0)
+    if WRONG_COMMAND in plans:  # its rows name the command the agent was actually given
+        index = {(w.clip_id, w.t0_us): i for i, w in enumerate(windows)}
+        for r in rows:
+            if r["policy"] == WRONG_COMMAND:
+                i = index[(r["clip_id"], r["t0_us"])]
+                r["command"] = wrong[i] if wrong[i] is not None else f"{windows[i].command} (no other command)"
+    return rows, plans, wrong
+
+
+def eval_shards(manifest: pa.Table, shard_root: str, *, labeler: str, labeler_version: str,
+                splits: Sequence[str]) -> list[str]:
+    """Shard files of the given splits exported with this labeler; all must exist."""
+    from pathlib import Path
+
+    rows = [r for r in manifest.to_pylist() if r["labeler"] == labeler and r["labeler_version"] == labeler_version
+            and r["split"] in splits]
+    if not rows:
+        have = sorted({(r["split"], r["labeler"], r["labeler_version"]) for r in manifest.to_pylist()})
+        raise ValueError(f"no {'/'.join(splits)} shards labelled by {labeler} {labeler_version} in the manifest "
+                         f"(it has {have or 'none'}): materialize webdataset_shards, or choose other splits")
+    missing = [r["path"] for r in rows if not (Path(shard_root) / r["path"]).exists()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} shards in the manifest are missing under {shard_root}, e.g. "
+                                f"{missing[0]}: re-materialize webdataset_shards for their chunks")
+    return sorted(str(Path(shard_root) / r["path"]) for r in rows)
+
+
+def extremes(rows: list[dict[str, object]], policy: str, n: int = 3) -> tuple[list[dict], list[dict]]:
+    """The policy's n best and n worst windows: by EPDMS where scored, then by ADE@6.4 s."""
+    sel = [r for r in rows if r["policy"] == policy]
+
+    def key(r: dict) -> tuple[float, float]:
+        return (-(r["epdms"] if r["epdms"] is not None else 0.0), float(r["ade_6p4s"]))
+
+    ranked = sorted(sel, key=key)
+    return ranked[:n], ranked[::-1][:n]
+
+
+def _to_ego(pose0: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    c, s = np.cos(pose0[2]), np.sin(pose0[2])
+    d = np.asarray(xy) - pose0[:2]
+    return np.stack([c * d[..., 0] + s * d[..., 1], -s * d[..., 0] + c * d[..., 1]], -1)
+
+
+def bev_panel(window: EvalWindow, plans: dict[str, np.ndarray], scene: ClipScene | None,
+              pose0: np.ndarray | None, title: str) -> dict[str, object]:
+    """What transforms.plots.bev_png draws for one window, in the ego frame at t0."""
+    from evals.boxes import PACIFICA, box_corners, ego_corners
+
+    panel: dict[str, object] = {"title": title, "history": window.history_xy, "truth": window.future_xy,
+                                "plans": plans, "ego": ego_corners(0.0, 0.0, 0.0, PACIFICA)}
+    if scene is not None and pose0 is not None:
+        r = scene.road
+        s0 = float(r.s_m[np.argmin(np.hypot(r.x_m - pose0[0], r.y_m - pose0[1]))])
+        reach = max(60.0, 1.2 * float(np.abs(window.future_xy[:, 0]).max()))
+        s = np.linspace(s0 - 20.0, s0 + reach, 120)
+        w = r.lane_width_m
+        offsets = [r.right_edge_d, *[(k + 0.5) * w for k in range(r.n_lanes + r.oncoming_lanes - 1)], r.left_edge_d]
+        panel["lines"] = [_to_ego(pose0, np.stack(r.frenet_to_xy(s, np.full_like(s, d)), -1)) for d in offsets]
+        stops = [sl for sl in r.stop_lines_s_m if s[0] <= sl <= s[-1]]
+        panel["stops"] = [_to_ego(pose0, np.stack(r.frenet_to_xy(np.full(2, sl), np.array([r.right_edge_d, r.divider_d])),
+                                                  -1)) for sl in stops]
+        st = scene.agents_at(np.array([window.t0_us]))[:, 0]
+        st = st[np.isfinite(st[:, 0])]
+        boxes = box_corners(st[:, 0], st[:, 1], st[:, 2], st[:, 3], st[:, 4]) if len(st) else np.zeros((0, 4, 2))
+        panel["boxes"] = [_to_ego(pose0, b) for b in boxes]
+    return panel
+
+
+SCORE_COLUMNS = (("windows", "windows", "d"), ("ade_1s", "ADE 1 s", ".3f"), ("ade_2s", "ADE 2 s", ".3f"),
+                 ("ade_3s", "ADE 3 s", ".3f"), ("ade_6p4s", "ADE 6.4 s", ".3f"), ("fde_6p4s", "FDE 6.4 s", ".3f"),
+                 ("nc", "NC", ".3f"), ("dac", "DAC", ".3f"), ("ddc", "DDC", ".3f"), ("ttc", "TTC", ".3f"),
+                 ("ep", "EP", ".3f"), ("lk", "LK", ".3f"), ("c", "C", ".3f"), ("hc", "HC", ".3f"),
+                 ("ec", "EC", ".3f"), ("pdms", "PDMS", ".3f"), ("epdms", "EPDMS", ".3f"))
+
+
+def score_table_md(summaries: list[dict[str, object]], split: str = "all") -> str:
+    """A markdown table of one split's mean metrics, a row per policy (ADE/FDE in metres)."""
+    head = "| policy | " + " | ".join(c[1] for c in SCORE_COLUMNS) + " |"
+    lines = [head, "|---|" + "---:|" * len(SCORE_COLUMNS)]
+    for s in summaries:
+        if s["split"] != split:
+            continue
+        cells = ["–" if s[k] is None else format(s[k], f) for k, _, f in SCORE_COLUMNS]
+        lines.append(f"| {s['policy']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -136,5 +136,32 @@ TRAINING_RUNS = Table(
     key=("run_id",),
 )
 
+EVAL_METRICS = ("ade_1s", "fde_1s", "ade_2s", "fde_2s", "ade_3s", "fde_3s", "ade_6p4s", "fde_6p4s", "nc", "dac",
+                 "ddc", "tlc", "ttc", "ep", "lk", "c", "hc", "ec", "pdms", "epdms", "progress_m")
+
+EVAL_WINDOWS = Table(
+    "eval_windows", "eval",
+    # one row per (evaluated run, policy, window): NAVSIM-style metrics (null where they cannot be
+    # computed: no twin ground truth, no earlier window for EC) and the policy's 10 Hz plan, ego frame
+    # at t0, row-major (64 x 2)
+    _s(_req("run_id", pa.string()), _req("policy", pa.string()), _req("chunk", pa.string()),
+       _req("clip_id", pa.string()), _req("t0_us", pa.int64()), _req("split", pa.string()),
+       ("command", pa.string()), ("meta_action", pa.string()), *((m, pa.float64()) for m in EVAL_METRICS),
+       ("human_filtered", pa.string()), ("pred_xy", _F64S), ("pred_yaw", _F64S)),
+    partition_by=("run_id",),
+    key=("run_id", "policy", "clip_id", "t0_us"),
+)
+
+EVAL_RUNS = Table(
+    "eval_runs", "eval",
+    # one row per (evaluated run, policy, split, with "all" over the splits): mean metrics
+    _s(_req("run_id", pa.string()), _req("policy", pa.string()), _req("split", pa.string()),
+       ("checkpoint", pa.string()), _req("data_version", pa.string()), _req("windows", pa.int64()),
+       ("scored_windows", pa.int64()), *((m, pa.float64()) for m in EVAL_METRICS),
+       ("config", pa.string()), _req("finished_us", pa.int64())),
+    partition_by=("run_id",),
+    key=("run_id", "policy", "split"),
+)
+
 ALL_TABLES = (CHUNKS, CLIPS, EGOMOTION, FRAMES, UNICYCLE_TARGETS, COMMANDER_LABELS, SHARD_MANIFEST, QUARANTINE,
-              TRAINING_METRICS, TRAINING_RUNS)
+              TRAINING_METRICS, TRAINING_RUNS, EVAL_WINDOWS, EVAL_RUNS)

@@ -55,3 +55,46 @@ def curves_png(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], titl
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     return _png(fig, title)
+
+
+POLICY_COLORS = ("#cc3311", "#0077bb", "#009988", "#ee7733", "#aa3377", "#555555")
+
+
+def bev_png(panels: list[dict[str, Any]], title: str = "") -> bytes:
+    """Bird's-eye views, one per window, in the ego frame at t0 (x forward drawn upwards, y left).
+
+    Each panel: "title"; optional "lines" (road edges and lane lines, (N, 2) each), "stops" (stop
+    lines, (2, 2) each) and "boxes" (other vehicles at t0, (4, 2) corners each); "ego" box (4, 2);
+    "history" (N, 2); "truth" (N, 2); "plans" {name: (N, 2)}.
+    """
+    fig, axes = _panels(len(panels), 3.2, 5.0)
+    for ax, p in zip(axes, panels, strict=True):
+
+        def draw(xy: np.ndarray, ax: Any = ax, **kw: Any) -> None:
+            xy = np.asarray(xy)
+            ax.plot(-xy[:, 1], xy[:, 0], **kw)  # y left -> screen left
+
+        for line in p.get("lines", []):
+            draw(line, color="#999999", lw=0.8)
+        for stop in p.get("stops", []):
+            draw(stop, color="#cc0000", lw=2.0)
+        for box in p.get("boxes", []):
+            draw(np.vstack([box, box[:1]]), color="#444444", lw=1.0)
+        if "ego" in p:
+            draw(np.vstack([p["ego"], p["ego"][:1]]), color="#000000", lw=1.4)
+        draw(p["history"], color="#777777", lw=2.0, ls=":", label="history")
+        draw(p["truth"], color="#000000", lw=2.0, label="logged")
+        for color, (name, xy) in zip(POLICY_COLORS, p["plans"].items(), strict=False):
+            draw(xy, color=color, lw=1.3, label=name)
+        # the view spans the road drawn (or the trajectories): far-away vehicles stay out of it
+        pts = np.concatenate([np.asarray(a).reshape(-1, 2) for a in
+                              (p.get("lines") or [p["history"], p["truth"], *p["plans"].values()])])
+        pts = pts[np.isfinite(pts).all(1)]
+        ax.set_xlim(-pts[:, 1].max() - 3, -pts[:, 1].min() + 3)
+        ax.set_ylim(pts[:, 0].min() - 3, pts[:, 0].max() + 3)
+        ax.set_title(p["title"], fontsize=8)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.grid(alpha=0.2)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=6, loc="lower left")
+    return _png(fig, title)
