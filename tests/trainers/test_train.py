@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.trainers.conftest import QUICK
 from trainers import checkpoint as C
 from trainers.actions import rollout
 from trainers.agent import EgoState, FieldAgent
@@ -18,8 +19,6 @@ from trainers.data import make_loader, shards_from_manifest
 from trainers.policy import PolicySpec, dataset_stats, param_counts, policy_config, resolve_base
 from trainers.tiny_backbone import build_tiny_backbone
 from trainers.train import TrainConfig, lr_at, train, trajectory_term
-
-QUICK = dict(batch_size=8, val_every=6, checkpoint_every=6, warmup_steps=2, val_max_samples=16, stats_samples=64)
 
 
 def _val_batch(urls: dict[str, list[str]]) -> dict:
@@ -29,14 +28,6 @@ def _val_batch(urls: dict[str, list[str]]) -> dict:
 def _act(agent: FieldAgent, b: dict) -> np.ndarray:
     images = [im.permute(1, 2, 0).numpy() for im in b["image"]]
     return agent.act_batch(images, b["command"], b["state"].numpy(), seed=3).accel_mps2
-
-
-@pytest.fixture(scope="module")
-def tiny_run(shard_urls: dict[str, list[str]], tmp_path_factory: pytest.TempPathFactory) -> tuple:
-    runs = tmp_path_factory.mktemp("runs")
-    res = train(TrainConfig(profile="tiny", steps=12, **QUICK), train_urls=shard_urls["train"],
-                val_urls=shard_urls["val"], runs_dir=runs, data_version="test-data")
-    return res, runs
 
 
 def test_tiny_training_writes_metrics_and_a_safetensors_checkpoint(tiny_run: tuple) -> None:
