@@ -27,7 +27,7 @@ from flywheel.settings import Settings
 INGEST_ASSETS = "raw_chunks,clip_index,egomotion,frames"
 # the per-chunk part of the graph the main job runs, then the assets over all chunks
 CHUNK_ASSETS = f"{INGEST_ASSETS},unicycle_targets,commander_labels,webdataset_shards"
-GLOBAL_ASSETS = "train_field_agent"
+GLOBAL_ASSETS = "train_field_agent,navsim_eval"  # one run: the eval scores the checkpoint just trained
 
 
 def _instance():  # noqa: ANN202 (DagsterInstance; dagster is imported lazily to keep `twin` fast)
@@ -136,6 +136,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     materialize(GLOBAL_ASSETS, [""])
     print(f"\ndemo: {GLOBAL_ASSETS} in {time.perf_counter() - t1:.0f} s; lake at {Path(settings.lake).resolve()}")
     print_training_summary(settings.lake)
+    print_eval_summary(settings.lake)
     return cmd_tables(args)
 
 
@@ -154,6 +155,23 @@ def print_training_summary(lake: str) -> None:
               f"windows; checkpoint {r['checkpoint']}")
 
 
+def print_eval_summary(lake: str) -> None:
+    """The latest navsim_eval's score table (all evaluated windows), as the asset recorded it."""
+    from evals.navsim_eval import score_table_md
+    from lake import io
+    from lake.tables import EVAL_RUNS
+
+    rows = io.read(lake, EVAL_RUNS).to_pylist()
+    if not rows:
+        return
+    latest = max(r["finished_us"] for r in rows)
+    rows = [r for r in rows if r["finished_us"] == latest]
+    splits = sorted({r["split"] for r in rows} - {"all"})
+    print(f"\nnavsim_eval: run {rows[0]['run_id']} on {'+'.join(splits)} windows (ADE/FDE in m; NAVSIM sub-scores "
+          "and PDMS/EPDMS in [0, 1] on the twin's ground truth):")
+    print(score_table_md(rows))
+
+
 TRAIN_FLAGS = ("profile", "steps", "batch_size", "lr", "freeze_backbone", "train_expert_only", "lora_rank",
                "traj_loss_weight", "action_mode", "val_every", "checkpoint_every", "seed", "device", "base", "base_revision",
                "labeler", "labeler_version", "restart")
@@ -162,8 +180,19 @@ TRAIN_FLAGS = ("profile", "steps", "batch_size", "lr", "freeze_backbone", "train
 def cmd_train(args: argparse.Namespace) -> int:
     """train_field_agent through Dagster with the flags as run config (unset flags: the asset's defaults)."""
     cfg = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
-    materialize(GLOBAL_ASSETS, [""], {"ops": {"train_field_agent": {"config": cfg}}} if cfg else None, echo=True)
+    materialize("train_field_agent", [""], {"ops": {"train_field_agent": {"config": cfg}}} if cfg else None, echo=True)
     print_training_summary(Settings.from_env().lake)
+    return 0
+
+
+EVAL_FLAGS = ("run_id", "splits", "max_windows", "wrong_command", "seed", "device", "labeler", "labeler_version")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """navsim_eval through Dagster with the flags as run config, then its score table."""
+    cfg = {k: getattr(args, k) for k in EVAL_FLAGS if getattr(args, k) is not None}
+    materialize("navsim_eval", [""], {"ops": {"navsim_eval": {"config": cfg}}} if cfg else None)
+    print_eval_summary(Settings.from_env().lake)
     return 0
 
 
@@ -209,6 +238,17 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--labeler-version")
     tr.add_argument("--restart", action="store_true", default=None, help="train again even if already trained")
     tr.set_defaults(func=cmd_train)
+    ev = sub.add_parser("eval", help="score a trained run NAVSIM-style against baselines (materialize navsim_eval)")
+    ev.add_argument("--run-id", help="a run in eval.training_runs (default: the latest)")
+    ev.add_argument("--splits", nargs="+", help="held-out splits to score (default: val test)")
+    ev.add_argument("--max-windows", type=int, help="score at most this many windows (0: all)")
+    ev.add_argument("--wrong-command", action=argparse.BooleanOptionalAction,
+                    help="also score the agent given another window's command (default: on)")
+    ev.add_argument("--seed", type=int)
+    ev.add_argument("--device")
+    ev.add_argument("--labeler")
+    ev.add_argument("--labeler-version")
+    ev.set_defaults(func=cmd_eval)
     sub.add_parser("tables", help="row counts of the lake tables").set_defaults(func=cmd_tables)
     sub.add_parser("demo", help="run the main job on the configured source").set_defaults(func=cmd_demo)
     args = p.parse_args(argv)

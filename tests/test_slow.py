@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_main_job_runs_the_graph_from_a_fresh_dagster_home_and_the_agent_learns(tmp_path: Path) -> None:
     """The README's main command with its defaults (2 chunks x 8 clips, 256x144, 20 s; tiny agent),
-    only the directories moved: every table fills, and the trained agent's val ADE@6.4 s beats
-    constant velocity on the same windows."""
+    only the directories moved: every table fills, the trained agent's val ADE@6.4 s beats
+    constant velocity on the same windows, and the NAVSIM-style score table is printed."""
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")}
     env.update(DAGSTER_HOME=str(home), FLYWHEEL_LAKE=str(tmp_path / "lake"), FLYWHEEL_TWIN_DIR=str(tmp_path / "twin"))
@@ -39,6 +39,11 @@ def test_main_job_runs_the_graph_from_a_fresh_dagster_home_and_the_agent_learns(
     agent, cv, windows = float(m[1]), float(m[2]), int(m[3])
     print(f"default run: val ADE@6.4 s agent {agent:.3f} m, constant velocity {cv:.3f} m, {windows} windows")
     assert windows >= 40 and agent < cv
+    # navsim_eval ran in the same job and printed its score table: the logged future tops it
+    assert counts["eval.eval_runs"] != "0" and "navsim_eval: run" in proc.stdout, proc.stdout[-3000:]
+    table = dict(re.findall(r"^\| (\w+) \| \d+ \|.*\| ([\d.]+) \|$", proc.stdout, re.M))  # policy -> EPDMS
+    assert set(table) == {"logged", "constant_velocity", "constant_controls", "field_agent", "wrong_command"}, table
+    assert float(table["logged"]) >= 0.95 and all(float(v) <= float(table["logged"]) for v in table.values()), table
 
 
 @pytest.mark.slow

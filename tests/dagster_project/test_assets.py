@@ -212,6 +212,26 @@ def test_train_field_agent_trains_on_all_chunks_and_records_the_run(twin_dir: Pa
     with pytest.raises(Exception, match=r"no shards labelled by vlm 1\.0"):
         dg.materialize([training.train_field_agent], instance=instance, resources=res,
                        run_config={"ops": {"train_field_agent": {"config": {**cfg, "labeler": "vlm"}}}})
+    # navsim_eval scores that run and the baselines on the held-out windows of both chunks
+    from dagster_project.assets import evaluation
+
+    ev = {"ops": {"navsim_eval": {"config": {"run_id": runs[0]["run_id"]}}}}
+    for _ in range(2):  # a re-evaluation replaces the run's rows
+        assert dg.materialize([evaluation.navsim_eval], instance=instance, resources=res, run_config=ev).success
+    meta = instance.get_latest_materialization_event(dg.AssetKey("navsim_eval")).asset_materialization.metadata
+    held_out = sum(r["samples"] for r in io.read(lake, T.SHARD_MANIFEST).to_pylist() if r["split"] in ("val", "test"))
+    windows = io.read(lake, T.EVAL_WINDOWS)
+    assert meta["windows"].value == held_out and windows.num_rows == 5 * held_out
+    assert meta["scored_windows"].value == held_out  # the twin's ground truth covers every window
+    summary = {(r["policy"], r["split"]): r for r in io.read(lake, T.EVAL_RUNS).to_pylist()}
+    assert {p for p, _ in summary} == {"logged", "constant_velocity", "constant_controls", "field_agent",
+                                       "wrong_command"}
+    assert summary[("logged", "all")]["epdms"] >= 0.95 and summary[("field_agent", "all")]["windows"] == held_out
+    assert "| field_agent |" in meta["scores"].value and "EPDMS" in meta["scores"].value
+    assert all("data:image/png;base64" in meta[k].value for k in ("best_windows", "worst_windows"))
+    with pytest.raises(Exception, match=r"run_id 'nope' is not in eval.training_runs"):
+        dg.materialize([evaluation.navsim_eval], instance=instance, resources=res,
+                       run_config={"ops": {"navsim_eval": {"config": {"run_id": "nope"}}}})
     # the CLI's flags reach the asset as run config: a LoRA run beside the first one
     cli = [sys.executable, "-m", "flywheel.cli", "train", "--profile", "tiny", "--steps", "3", "--batch-size", "8",
            "--val-every", "3", "--lora-rank", "2", "--no-freeze-backbone"]
