@@ -9,7 +9,7 @@
 | FLYWHEEL_HF_CACHE | huggingface_hub's default | HF cache directory for the hub source |
 | HF_TOKEN | | hub token; never logged, never written to metadata or files |
 | FLYWHEEL_TWIN_DIR | ./data/twin | where the twin writes its dataset |
-| FLYWHEEL_TWIN_CHUNKS / _CLIPS / _SEED / _WIDTH / _HEIGHT / _SECONDS | 2 / 4 / 0 / 256 / 144 / 20 | twin size |
+| FLYWHEEL_TWIN_CHUNKS / _CLIPS / _SEED / _WIDTH / _HEIGHT / _SECONDS | 2 / 8 / 0 / 256 / 144 / 20 | twin size |
 
 The Dagster resources take the same settings as config (dagster_project/resources.py).
 """
