@@ -24,7 +24,9 @@ from evals.comfort import extended_comfort, history_comfort, kinematics_from_pos
 from evals.displacement import displacement_errors
 from evals.pdm import epdms, pdms
 from evals.pdm_twin import HORIZON_STEPS, ego_progress, human_filter, score_rollouts, to_anchor
+from evals.policies import constant_controls, constant_velocity, wrong_commands
 from evals.scene import ClipScene
+from lake.io import fixed_lists
 from lake.tables import EVAL_METRICS
 from transforms.index import frame_poses
 
@@ -59,11 +61,6 @@ class Plans:
     yaw: np.ndarray  # (B, 64)
 
 
-def _lists(col: pa.ChunkedArray, width: int) -> np.ndarray:
-    flat = pa.concat_arrays([c.flatten() for c in col.chunks]) if col.num_chunks else pa.array([], pa.float64())
-    return flat.to_numpy(zero_copy_only=False).reshape(-1, width)
-
-
 def read_windows(urls: Sequence[str], targets: pa.Table, *, max_windows: int = 0) -> tuple[list[EvalWindow], int]:
     """The shards' samples joined with their unicycle_targets rows, in shard order.
 
@@ -71,10 +68,10 @@ def read_windows(urls: Sequence[str], targets: pa.Table, *, max_windows: int = 0
     """
     keys = list(zip(targets.column("clip_id").to_pylist(), targets.column("t0_us").to_pylist(), strict=True))
     row_of = {k: i for i, k in enumerate(keys)}
-    fut = _lists(targets.column("future_xyz"), 192).reshape(-1, 64, 3)
-    fut_yaw = _lists(targets.column("future_yaw"), 64)
-    hist = _lists(targets.column("history_xyz"), 48).reshape(-1, 16, 3)
-    hist_yaw = _lists(targets.column("history_yaw"), 16)
+    fut = fixed_lists(targets.column("future_xyz"), 192).reshape(-1, 64, 3)
+    fut_yaw = fixed_lists(targets.column("future_yaw"), 64)
+    hist = fixed_lists(targets.column("history_xyz"), 48).reshape(-1, 16, 3)
+    hist_yaw = fixed_lists(targets.column("history_yaw"), 16)
     out, missing = [], 0
     for sample in wds.DataPipeline(wds.SimpleShardList(list(urls)), wds.tarfile_to_samples()):
         meta = json.loads(sample["json"])
@@ -247,8 +244,6 @@ def evaluate(windows: list[EvalWindow], act: AgentFn | None, scenes: dict[str, C
     `act` is the field agent ((images, commands, states) -> xy, yaw); None scores the baselines only.
     The wrong-command ablation covers the windows that have a partner with another meta-action.
     """
-    from evals.policies import constant_controls, constant_velocity, wrong_commands
-
     if not windows:
         raise ValueError("no windows to evaluate: materialize webdataset_shards for the chosen splits first")
     st = np.stack([w.state for w in windows])
@@ -331,6 +326,42 @@ def bev_panel(window: EvalWindow, plans: dict[str, np.ndarray], scene: ClipScene
         boxes = box_corners(st[:, 0], st[:, 1], st[:, 2], st[:, 3], st[:, 4]) if len(st) else np.zeros((0, 4, 2))
         panel["boxes"] = [_to_ego(pose0, b) for b in boxes]
     return panel
+
+
+def extreme_panels(rows: list[dict[str, object]], plans: dict[str, Plans], windows: list[EvalWindow],
+                   scenes: dict[str, ClipScene], poses0: dict[tuple[str, int], np.ndarray],
+                   n: int = 3) -> dict[str, tuple[str, list[dict[str, object]]]]:
+    """Bird's-eye panels of the agent's (or, without one, the logged) n best and worst windows:
+    {"best_windows": (policy, panels), "worst_windows": (...)}, each panel with every plan but the
+    logged one (drawn as the truth) and the wrong-command ablation."""
+    policy = FIELD_AGENT if FIELD_AGENT in plans else LOGGED
+    index = {(w.clip_id, w.t0_us): i for i, w in enumerate(windows)}
+    shown = [p for p in plans if p not in (LOGGED, WRONG_COMMAND)]
+    out = {}
+    for name, picked in zip(("best_windows", "worst_windows"), extremes(rows, policy, n), strict=True):
+        panels = []
+        for r in picked:
+            i = index[(r["clip_id"], r["t0_us"])]
+            w = windows[i]
+            score = f"EPDMS {r['epdms']:.2f}, " if r["epdms"] is not None else ""
+            title = f"{w.clip_id[:8]} t0={w.t0_us / 1e6:.1f} s\n\"{w.command}\"\n{policy}: {score}ADE {r['ade_6p4s']:.2f} m"
+            panels.append(bev_panel(w, {p: plans[p].xy[i] for p in shown}, scenes.get(w.clip_id),
+                                    poses0.get((w.clip_id, w.t0_us)), title))
+        out[name] = (policy, panels)
+    return out
+
+
+def pick_run(runs: list[dict[str, object]], run_id: str) -> dict[str, object]:
+    """The training run to score: the one named, or the latest finished."""
+    if not runs:
+        raise ValueError("eval.training_runs is empty: materialize train_field_agent first")
+    if run_id:
+        match = [r for r in runs if r["run_id"] == run_id]
+        if not match:
+            raise ValueError(f"run_id {run_id!r} is not in eval.training_runs (it has "
+                             f"{sorted(str(r['run_id']) for r in runs)[:5]}): pick one of those or leave it empty")
+        return match[0]
+    return max(runs, key=lambda r: int(r["finished_us"]))
 
 
 SCORE_COLUMNS = (("windows", "windows", "d"), ("ade_1s", "ADE 1 s", ".3f"), ("ade_2s", "ADE 2 s", ".3f"),

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from labelers.base import Labeler, LabelFailure, WindowContext
 from labelers.scene import twin_scenes
 from labelers.trace import Trace, render_command
+from lake.io import fixed_lists
 from transforms import pai_layout as L
 from transforms.frames import FrameDecodeError, decode_frames
 from transforms.source import ChunkFiles
@@ -29,19 +30,14 @@ def load_twin_gt(files: ChunkFiles) -> dict[str, pd.DataFrame] | None:
     return {name: pd.read_parquet(p) for name, p in paths.items()}
 
 
-def _np_lists(col: pa.ChunkedArray, width: int) -> np.ndarray:
-    flat = pa.concat_arrays([c.flatten() for c in col.chunks]) if col.num_chunks else pa.array([], pa.float64())
-    return flat.to_numpy(zero_copy_only=False).reshape(-1, width)
-
-
 def window_contexts(targets: pa.Table, gt: dict[str, pd.DataFrame] | None) -> list[WindowContext]:
     """One context per `unicycle_targets` row, in row order."""
     clip_ids = targets.column("clip_id").to_pylist()
     t0s = targets.column("t0_us").to_pylist()
-    accel = _np_lists(targets.column("accel_mps2"), 64)
-    kappa = _np_lists(targets.column("curvature_1pm"), 64)
-    fut = _np_lists(targets.column("future_xyz"), 192).reshape(-1, 64, 3)
-    fut_yaw = _np_lists(targets.column("future_yaw"), 64)
+    accel = fixed_lists(targets.column("accel_mps2"), 64)
+    kappa = fixed_lists(targets.column("curvature_1pm"), 64)
+    fut = fixed_lists(targets.column("future_xyz"), 192).reshape(-1, 64, 3)
+    fut_yaw = fixed_lists(targets.column("future_yaw"), 64)
     v0 = targets.column("v0_mps").to_numpy()
     scenes = twin_scenes(gt, clip_ids, t0s) if gt is not None else [None] * len(clip_ids)
     return [WindowContext(c, int(t), float(v0[i]), accel[i], kappa[i], fut[i], fut_yaw[i], scenes[i])

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
+from lake.io import fixed_lists
 from transforms import pai_layout as L
 from transforms.frames import FrameDecodeError, decode_frames
 from transforms.source import ChunkFiles, sha256_of
@@ -101,11 +102,6 @@ class ExportResult:
     frames_decoded: int = 0
 
 
-def _lists(col: pa.ChunkedArray, width: int) -> np.ndarray:
-    flat = pa.concat_arrays([c.flatten() for c in col.chunks]) if col.num_chunks else pa.array([], pa.float64())
-    return flat.to_numpy(zero_copy_only=False).reshape(-1, width)
-
-
 def ego_state_at(egomotion: pa.Table, clip_ids: list[str], t0s: list[int]) -> list[dict[str, float]]:
     """Measured ego state at each t0 (linear interpolation of the egomotion): speed, longitudinal
     acceleration, curvature, yaw rate. Observations only: nothing from the future is used."""
@@ -130,9 +126,9 @@ def windows_for_chunk(targets: pa.Table, labels: pa.Table, egomotion: pa.Table, 
                                              strict=True)) if (c, t) in label_of]
     t = targets.take(pa.array(keep, pa.int64())) if keep else targets.slice(0, 0)
     clip_ids, t0s = t.column("clip_id").to_pylist(), t.column("t0_us").to_pylist()
-    acts = np.stack([_lists(t.column("accel_norm"), N_FUT), _lists(t.column("curvature_norm"), N_FUT)], -1)
-    fut = _lists(t.column("future_xyz"), N_FUT * 3).reshape(-1, N_FUT, 3)
-    hist = _lists(t.column("history_xyz"), N_HIST * 3).reshape(-1, N_HIST, 3)
+    acts = np.stack([fixed_lists(t.column("accel_norm"), N_FUT), fixed_lists(t.column("curvature_norm"), N_FUT)], -1)
+    fut = fixed_lists(t.column("future_xyz"), N_FUT * 3).reshape(-1, N_FUT, 3)
+    hist = fixed_lists(t.column("history_xyz"), N_HIST * 3).reshape(-1, N_HIST, 3)
     states = ego_state_at(egomotion, clip_ids, t0s) if clip_ids else []
     out = []
     for i, (c, t0) in enumerate(zip(clip_ids, t0s, strict=True)):

@@ -12,14 +12,12 @@ from pydantic import Field
 from dagster_project.assets._meta import png
 from dagster_project.resources import LakeResource
 from evals.navsim_eval import (
-    FIELD_AGENT,
     LOGGED,
-    WRONG_COMMAND,
     EvalWindow,
-    bev_panel,
     eval_shards,
     evaluate,
-    extremes,
+    extreme_panels,
+    pick_run,
     poses_at,
     read_windows,
     score_table_md,
@@ -43,19 +41,6 @@ class NavsimEvalConfig(dg.Config):
     device: str = "auto"  # cuda where available, else cpu
     labeler: str = "kinematic"  # the shards' labels: the commands the agent is given
     labeler_version: str = "1.0"
-
-
-def _pick_run(runs: pa.Table, run_id: str) -> dict:
-    rows = runs.to_pylist()
-    if not rows:
-        raise ValueError("eval.training_runs is empty: materialize train_field_agent first")
-    if run_id:
-        match = [r for r in rows if r["run_id"] == run_id]
-        if not match:
-            raise ValueError(f"run_id {run_id!r} is not in eval.training_runs (it has "
-                             f"{sorted(r['run_id'] for r in rows)[:5]}): pick one of those or leave it empty")
-        return match[0]
-    return max(rows, key=lambda r: r["finished_us"])
 
 
 def _world(lake: LakeResource, windows: list[EvalWindow]) -> tuple[dict[str, ClipScene], dict]:
@@ -92,7 +77,7 @@ def _agent_fn(checkpoint: str, device: str):  # noqa: ANN202 (a closure over the
 @dg.asset(group_name="evaluation", kinds={"pytorch", "delta"}, deps=["train_field_agent"])
 def navsim_eval(context: dg.AssetExecutionContext, config: NavsimEvalConfig, lake: LakeResource) -> dg.MaterializeResult:
     """PDMS/EPDMS, their sub-scores and ADE/FDE of the field agent, baselines and the logged future, per window."""
-    run = _pick_run(lake.read(T.TRAINING_RUNS), config.run_id)
+    run = pick_run(lake.read(T.TRAINING_RUNS).to_pylist(), config.run_id)
     urls = eval_shards(lake.read(T.SHARD_MANIFEST), str(Path(lake.root) / "shards"), labeler=config.labeler,
                        labeler_version=config.labeler_version, splits=config.splits)
     windows, unmatched = read_windows(urls, lake.read(T.UNICYCLE_TARGETS), max_windows=config.max_windows)
@@ -135,19 +120,5 @@ def _headline(summaries: list[dict]) -> dict[str, float]:
 
 
 def _plots(rows: list[dict], plans: dict, windows: list[EvalWindow], scenes: dict, poses: dict) -> dict:
-    policy = FIELD_AGENT if FIELD_AGENT in plans else LOGGED
-    index = {(w.clip_id, w.t0_us): i for i, w in enumerate(windows)}
-    shown = [p for p in plans if p not in (LOGGED, WRONG_COMMAND)]
-    out = {}
-    for name, picked in zip(("best_windows", "worst_windows"), extremes(rows, policy), strict=True):
-        panels = []
-        for r in picked:
-            i = index[(r["clip_id"], r["t0_us"])]
-            w = windows[i]
-            score = f"EPDMS {r['epdms']:.2f}, " if r["epdms"] is not None else ""
-            panels.append(bev_panel(w, {p: plans[p].xy[i] for p in shown}, scenes.get(w.clip_id),
-                                    poses.get((w.clip_id, w.t0_us)),
-                                    f"{w.clip_id[:8]} t0={w.t0_us / 1e6:.1f} s\n\"{w.command}\"\n"
-                                    f"{policy}: {score}ADE {r['ade_6p4s']:.2f} m"))
-        out[name] = png(bev_png(panels, title=f"{name.replace('_', ' ')} of {policy}"), name)
-    return out
+    return {name: png(bev_png(panels, title=f"{name.replace('_', ' ')} of {policy}"), name)
+            for name, (policy, panels) in extreme_panels(rows, plans, windows, scenes, poses).items()}
