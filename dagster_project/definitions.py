@@ -6,7 +6,8 @@ import os
 
 import dagster as dg
 
-from dagster_project.assets import evaluation, ingest, labels, shards, targets, training
+from dagster_project.assets import evaluation, ingest, labels, qa, shards, targets, training
+from dagster_project.checks import qa_checks
 from dagster_project.resources import resources_from_env
 from dagster_project.sensors import new_chunks
 
@@ -18,7 +19,8 @@ if DEPLOYMENT not in RESOURCES_BY_DEPLOYMENT:
     raise ValueError(f"FLYWHEEL_DEPLOYMENT={DEPLOYMENT!r}: choose one of {sorted(RESOURCES_BY_DEPLOYMENT)}")
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingest, targets, labels, shards, training, evaluation]),
+    assets=dg.load_assets_from_modules([ingest, targets, labels, shards, training, evaluation, qa]),
+    asset_checks=qa_checks,
     sensors=[new_chunks],
     resources=RESOURCES_BY_DEPLOYMENT[DEPLOYMENT](),
 )

@@ -9,16 +9,19 @@ green test run or Dagster step red after the work is done.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
+from deltalake.exceptions import CommitFailedError
 
 from lake.tables import Table
 
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+COMMIT_ATTEMPTS = 5  # concurrent writers (parallel check steps, overlapping runs) may race a commit
 
 
 def table_uri(root: str | Path, table: Table) -> str:
@@ -78,8 +81,17 @@ def overwrite_partition(
             raise ValueError(f"{table.name}: duplicate key {table.key} rows, e.g. {dup.slice(0, 1).to_pylist()}")
     uri = table_uri(root, table)
     Path(uri).parent.mkdir(parents=True, exist_ok=True)
-    write_deltalake(uri, data, mode="overwrite", partition_by=list(table.partition_by) or None,
-                    predicate=_predicate(where))
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            write_deltalake(uri, data, mode="overwrite", partition_by=list(table.partition_by) or None,
+                            predicate=_predicate(where))
+            break
+        except CommitFailedError:
+            # another writer committed the same version first; our partition is disjoint from
+            # theirs, so writing again on top of their commit is correct
+            if attempt == COMMIT_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * 2**attempt)
     return DeltaTable(uri).version()
 
 

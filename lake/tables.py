@@ -163,5 +163,19 @@ EVAL_RUNS = Table(
     key=("run_id", "policy", "split"),
 )
 
+QA_RESULTS = Table(
+    "qa_results", "qa",
+    # one row per expectation of the latest data-QA validation of a (table, partition): what the
+    # asset checks found, what data_qa_report renders and what training consults before it reads
+    # shards; `partition_key` is the chunk, or "all" for tables validated whole
+    _s(_req("table_name", pa.string()), _req("partition_key", pa.string()), _req("check", pa.string()),
+       _req("expectation", pa.string()), ("column", pa.string()), _req("success", pa.bool_()),
+       ("element_count", pa.int64()), ("unexpected_count", pa.int64()), ("observed", pa.string()),
+       _req("blocking", pa.bool_()), _req("rows", pa.int64()), _req("validated_us", pa.int64()),
+       ("run_id", pa.string())),
+    partition_by=("table_name",),
+    key=("table_name", "partition_key", "check"),
+)
+
 ALL_TABLES = (CHUNKS, CLIPS, EGOMOTION, FRAMES, UNICYCLE_TARGETS, COMMANDER_LABELS, SHARD_MANIFEST, QUARANTINE,
-              TRAINING_METRICS, TRAINING_RUNS, EVAL_WINDOWS, EVAL_RUNS)
+              TRAINING_METRICS, TRAINING_RUNS, EVAL_WINDOWS, EVAL_RUNS, QA_RESULTS)

@@ -11,6 +11,7 @@ import pyarrow as pa
 from dagster_project.assets._meta import png
 from dagster_project.resources import LakeResource
 from lake import tables as T
+from qa.report import blocking_failures
 from trainers.data import shards_from_manifest
 from trainers.train import TrainConfig, TrainResult, train
 from transforms.plots import curves_png
@@ -81,6 +82,11 @@ def train_field_agent(context: dg.AssetExecutionContext, config: TrainFieldAgent
     shard_root = Path(lake.root) / "shards"
     shards = shards_from_manifest(lake.read(T.SHARD_MANIFEST), shard_root, labeler=config.labeler,
                                   labeler_version=config.labeler_version)
+    failures = blocking_failures(lake.read(T.QA_RESULTS), list(shards.chunks))
+    if failures:
+        raise dg.Failure(f"training refused: {len(failures)} blocking data-QA failures in the chunks it would read: "
+                         + "; ".join(failures[:10]) + ". Fix the source or code, re-materialize those partitions (their "
+                         "checks run again) and see data_qa_report for details.")
     knobs = config.model_dump(exclude={"labeler", "labeler_version", "restart"})
     res = train(TrainConfig(**knobs), train_urls=shards.train, val_urls=shards.val,
                 runs_dir=Path(lake.root) / "checkpoints", data_version=shards.data_version, restart=config.restart,
