@@ -9,6 +9,7 @@ import dagster as dg
 from dagster_project.assets import evaluation, ingest, labels, qa, shards, targets, training
 from dagster_project.checks import qa_checks
 from dagster_project.resources import resources_from_env
+from dagster_project.schedules import incremental_backfill
 from dagster_project.sensors import new_chunks
 
 DEPLOYMENT = os.environ.get("FLYWHEEL_DEPLOYMENT", "local")
@@ -21,6 +22,7 @@ if DEPLOYMENT not in RESOURCES_BY_DEPLOYMENT:
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([ingest, targets, labels, shards, training, evaluation, qa]),
     asset_checks=qa_checks,
+    schedules=[incremental_backfill],
     sensors=[new_chunks],
     resources=RESOURCES_BY_DEPLOYMENT[DEPLOYMENT](),
 )

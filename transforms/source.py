@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import random
 import re
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,49 @@ log = logging.getLogger(__name__)
 
 SHA40 = re.compile(r"^[0-9a-f]{40}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+RETRY_STATUS = (408, 429, 500, 502, 503, 504)  # the hub's "try again" answers (as huggingface_hub's own backoff)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A network hiccup worth retrying (timeouts, resets, 429/5xx), not a gate, a 404 or offline mode."""
+    import httpx
+    from huggingface_hub import errors
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:  # hf wraps the cause: walk the chain
+        seen.add(id(exc))
+        if isinstance(exc, errors.OfflineModeIsEnabled):
+            return False
+        if isinstance(exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError,
+                            ConnectionError, TimeoutError)):
+            return True
+        if isinstance(exc, errors.HfHubHTTPError) and not isinstance(
+                exc, (errors.GatedRepoError, errors.RepositoryNotFoundError, errors.RevisionNotFoundError,
+                      errors.EntryNotFoundError)):
+            response = getattr(exc, "response", None)
+            return response is not None and response.status_code in RETRY_STATUS
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+def with_retries[T](fn: Callable[[], T], *, what: str, attempts: int = 5, base_s: float = 2.0, max_s: float = 60.0,
+                    transient: Callable[[BaseException], bool] = is_transient,
+                    sleep: Callable[[float], None] | None = None) -> T:
+    """Call `fn`, retrying transient failures with exponential backoff and jitter (2, 4, 8 ... s).
+
+    Hub downloads resume from their `.incomplete` file, so a retry costs only what was lost.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:
+            if attempt == attempts or not transient(exc):
+                raise
+            delay = min(max_s, base_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            log.warning("%s: transient failure (%s: %s); retry %d/%d in %.1f s", what, type(exc).__name__,
+                        str(exc)[:200], attempt, attempts - 1, delay)
+            (sleep or time.sleep)(delay)
+    raise AssertionError("unreachable")
 
 
 class SourceError(RuntimeError):
@@ -226,8 +271,9 @@ class HubSource(Source):
 
         with self._hub_errors(repo_path):
             # hf_hub_download resumes partial downloads (.incomplete) and checks the etag itself
-            local = hfh.hf_hub_download(self.repo_id, repo_path, repo_type=L.REPO_TYPE, revision=self.revision,
-                                        cache_dir=self.cache_dir, token=self._token)
+            local = with_retries(lambda: hfh.hf_hub_download(self.repo_id, repo_path, repo_type=L.REPO_TYPE,
+                                                             revision=self.revision, cache_dir=self.cache_dir,
+                                                             token=self._token), what=repo_path)
         path = Path(local)
         self._verify(path, repo_path)
         return path
@@ -262,9 +308,10 @@ class HubSource(Source):
             # one parallel, resumable transfer of the chunk's files (GBs); the per-file calls
             # below then find them cached and only verify
             with self._hub_errors(f"chunk {chunk_id}"):
-                hfh.snapshot_download(self.repo_id, repo_type=L.REPO_TYPE, revision=self.revision,
-                                      allow_patterns=allow_patterns(feats, [chunk_id], features),
-                                      cache_dir=self.cache_dir, token=self._token)
+                with_retries(lambda: hfh.snapshot_download(
+                    self.repo_id, repo_type=L.REPO_TYPE, revision=self.revision,
+                    allow_patterns=allow_patterns(feats, [chunk_id], features), cache_dir=self.cache_dir,
+                    token=self._token), what=f"chunk {chunk_id}")
         files = {**meta, **{rel: self._download(rel) for rel in wanted}}
         return ChunkFiles(chunk_id, self.name, self.revision, files, feats)
 

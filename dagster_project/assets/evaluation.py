@@ -10,6 +10,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from dagster_project.assets._meta import png
+from dagster_project.partitions import POOL_ACCELERATOR
 from dagster_project.resources import LakeResource
 from evals.navsim_eval import (
     LOGGED,
@@ -74,7 +75,7 @@ def _agent_fn(checkpoint: str, device: str):  # noqa: ANN202 (a closure over the
     return act
 
 
-@dg.asset(group_name="evaluation", kinds={"pytorch", "delta"}, deps=["train_field_agent"])
+@dg.asset(group_name="evaluation", kinds={"pytorch", "delta"}, deps=["train_field_agent"], pool=POOL_ACCELERATOR)
 def navsim_eval(context: dg.AssetExecutionContext, config: NavsimEvalConfig, lake: LakeResource) -> dg.MaterializeResult:
     """PDMS/EPDMS, their sub-scores and ADE/FDE of the field agent, baselines and the logged future, per window."""
     run = pick_run(lake.read(T.TRAINING_RUNS).to_pylist(), config.run_id)

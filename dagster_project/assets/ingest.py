@@ -5,7 +5,7 @@ import dagster as dg
 import pyarrow.compute as pc
 
 from dagster_project.assets._meta import preview
-from dagster_project.partitions import chunks
+from dagster_project.partitions import POOL_DECODE, POOL_DOWNLOAD, chunks
 from dagster_project.resources import LakeResource, PAISourceResource
 from lake import tables as T
 from transforms.index import STAGE, index_chunk
@@ -13,8 +13,9 @@ from transforms.pai_layout import chunk_id_of
 from transforms.source import chunk_files_from_manifest, chunk_manifest
 
 
-@dg.asset(partitions_def=chunks, group_name="ingest", kinds={"delta"},
-          retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL))
+@dg.asset(partitions_def=chunks, group_name="ingest", kinds={"delta"}, pool=POOL_DOWNLOAD,
+          # the source retries network hiccups itself; this retries the whole chunk after a longer outage
+          retry_policy=dg.RetryPolicy(max_retries=2, delay=60, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS))
 def raw_chunks(context: dg.AssetExecutionContext, lake: LakeResource, source: PAISourceResource) -> dg.MaterializeResult:
     """A chunk's files made local (twin: generated; mirror: located; hub: downloaded) and verified."""
     key = context.partition_key
@@ -37,6 +38,7 @@ def raw_chunks(context: dg.AssetExecutionContext, lake: LakeResource, source: PA
                      description="Silver `frames`: one row per front-wide frame with the ego pose at its time."),
     ],
     partitions_def=chunks,
+    pool=POOL_DECODE,
 )
 def chunk_index(context: dg.AssetExecutionContext, lake: LakeResource):  # noqa: ANN201 (a generator of results)
     """Index a chunk in one pass over its files; bad clips go to `quarantine`, the rest are indexed."""

@@ -6,7 +6,7 @@ import dagster as dg
 import pyarrow as pa
 
 from dagster_project.assets._meta import preview, quarantine_rows
-from dagster_project.partitions import chunks
+from dagster_project.partitions import POOL_DECODE, chunks
 from dagster_project.resources import LakeResource
 from lake import tables as T
 from transforms.pai_layout import chunk_id_of
@@ -27,7 +27,7 @@ class ShardExportConfig(dg.Config):
     labeler_version: str = "1.0"  # ... and its version
 
 
-@dg.asset(partitions_def=chunks, group_name="shards", kinds={"delta", "webdataset"},
+@dg.asset(partitions_def=chunks, group_name="shards", kinds={"delta", "webdataset"}, pool=POOL_DECODE,
           deps=["unicycle_targets", "commander_labels", "frames"])
 def webdataset_shards(context: dg.AssetExecutionContext, config: ShardExportConfig,
                       lake: LakeResource) -> dg.MaterializeResult:

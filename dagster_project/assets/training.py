@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from dagster_project.assets._meta import png
+from dagster_project.partitions import POOL_ACCELERATOR
 from dagster_project.resources import LakeResource
 from lake import tables as T
 from qa.report import blocking_failures
@@ -75,7 +76,8 @@ def _metadata(res: TrainResult, shards_samples: dict[str, int]) -> dict[str, obj
     return md
 
 
-@dg.asset(group_name="training", kinds={"pytorch", "safetensors", "delta"}, deps=["webdataset_shards"])
+@dg.asset(group_name="training", kinds={"pytorch", "safetensors", "delta"}, deps=["webdataset_shards"],
+          pool=POOL_ACCELERATOR)
 def train_field_agent(context: dg.AssetExecutionContext, config: TrainFieldAgentConfig,
                       lake: LakeResource) -> dg.MaterializeResult:
     """SmolVLA (LeRobot) trained on all chunks' shards to drive (a, κ) x 64 from image, command and state."""

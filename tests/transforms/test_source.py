@@ -139,3 +139,48 @@ def test_settings_errors_name_the_variable(monkeypatch: pytest.MonkeyPatch, env:
         monkeypatch.setenv(k, v)
     with pytest.raises(ValueError, match=match):
         Settings.from_env()
+
+
+def test_hub_downloads_retry_transient_failures_with_backoff(hf_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    real, calls, sleeps = huggingface_hub.hf_hub_download, [], []
+    hiccups = [httpx.ConnectError("connection reset"), hf_errors.HfHubHTTPError("503", response=_http(503))]
+
+    def flaky(*args: object, **kwargs: object) -> str:
+        calls.append(args)
+        if hiccups:
+            raise hiccups.pop(0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", flaky)
+    monkeypatch.setattr("transforms.source.time.sleep", sleeps.append)
+    assert HubSource(REV, cache_dir=hf_cache).list_chunks() == list(range(SMALL.chunks))
+    assert len(calls) == 3 and len(sleeps) == 2
+    assert 1.0 <= sleeps[0] <= 2.0 and 2.0 <= sleeps[1] <= 4.0  # exponential, jittered
+
+
+@pytest.mark.parametrize("exc, transient", [
+    (httpx.ReadTimeout("slow"), True),
+    (hf_errors.HfHubHTTPError("429", response=_http(429)), True),
+    (hf_errors.LocalEntryNotFoundError("connection error"), False),  # no network cause: not a hiccup
+    (hf_errors.GatedRepoError("gated", response=_http(403)), False),
+    (hf_errors.EntryNotFoundError("404"), False),
+    (hf_errors.HfHubHTTPError("400", response=_http(400)), False),
+])
+def test_only_transient_failures_are_retried(exc: Exception, transient: bool) -> None:
+    from transforms.source import is_transient, with_retries
+
+    assert is_transient(exc) is transient
+    wrapped = hf_errors.LocalEntryNotFoundError("cannot reach the hub")
+    wrapped.__cause__ = exc
+    assert is_transient(wrapped) is transient  # huggingface_hub wraps the network error
+    calls, sleeps = [], []
+
+    def fail() -> None:
+        calls.append(1)
+        raise exc
+
+    with pytest.raises(type(exc)):
+        with_retries(fail, what="x", attempts=4, sleep=sleeps.append)
+    assert len(calls) == (4 if transient else 1) and len(sleeps) == len(calls) - 1
