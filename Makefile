@@ -26,9 +26,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
-# The marked tests CI also runs: slow (real-size twin, whole graph) and Spark local mode.
+# The marked tests CI also runs: slow (real-size twin, whole graph), Spark local mode, and the UI in
+# headless Chromium (Debian's chromium + chromium-driver; .ci/run installs them).
 test-slow: $(STAMP)
-	$(BIN)/pytest -q -m "slow or spark"
+	$(BIN)/pytest -q -m "slow or spark or ui"
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
@@ -39,9 +40,11 @@ lock:
 	.lockenv/bin/pip install -q -e ".[dev]"
 	.lockenv/bin/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock && rm -rf .lockenv
 
+# The Dagster UI (and daemon: sensors, schedules) on http://127.0.0.1:$(UI_PORT), local only.
+UI_PORT ?= 3000
 ui: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -m dagster_project -h 127.0.0.1 -p 3000
+	$(BIN)/dagster dev -m dagster_project -h 127.0.0.1 -p $(UI_PORT)
 
 clean:
 	rm -rf lakehouse data .dagster_home
