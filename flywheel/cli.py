@@ -134,10 +134,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t1 = time.perf_counter()
     print(f"demo: {len(keys)} chunks through {CHUNK_ASSETS} in {t1 - t0:.0f} s", flush=True)
     materialize(GLOBAL_ASSETS, [""])
-    print(f"\ndemo: {GLOBAL_ASSETS} in {time.perf_counter() - t1:.0f} s; lake at {Path(settings.lake).resolve()}")
+    # after everything it reports on, in a run of its own: it renders what every check found
+    materialize("data_qa_report", [""])
+    print(f"\ndemo: {GLOBAL_ASSETS},data_qa_report in {time.perf_counter() - t1:.0f} s; "
+          f"lake at {Path(settings.lake).resolve()}")
     print_training_summary(settings.lake)
     print_eval_summary(settings.lake)
+    print_qa_summary(settings.lake)
     return cmd_tables(args)
+
+
+def print_qa_summary(lake: str) -> None:
+    """What the data-QA checks found, and where the HTML report is."""
+    from lake import io
+    from lake import tables as T
+
+    results = io.read(lake, T.QA_RESULTS).to_pylist()
+    parts = {(r["table_name"], r["partition_key"]) for r in results}
+    failed = [r for r in results if not r["success"]]
+    print(f"\ndata QA: {len(parts)} table partitions, {len(results)} expectations, {len(failed)} failed "
+          f"({sum(r['blocking'] for r in failed)} blocking); report: {Path(lake).resolve() / 'qa_reports' / 'latest.html'}")
+    for r in failed[:10]:
+        print(f"  FAILED {r['table_name']}[{r['partition_key']}]: {r['check']} ({r['unexpected_count']} rows, e.g. "
+              f"{r['observed'][:80]})")
 
 
 def print_training_summary(lake: str) -> None:

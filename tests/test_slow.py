@@ -44,6 +44,11 @@ def test_main_job_runs_the_graph_from_a_fresh_dagster_home_and_the_agent_learns(
     table = dict(re.findall(r"^\| (\w+) \| \d+ \|.*\| ([\d.]+) \|$", proc.stdout, re.M))  # policy -> EPDMS
     assert set(table) == {"logged", "constant_velocity", "constant_controls", "field_agent", "wrong_command"}, table
     assert float(table["logged"]) >= 0.95 and all(float(v) <= float(table["logged"]) for v in table.values()), table
+    # every table's checks ran with its asset and passed; the report covers them all
+    m = re.search(r"data QA: (\d+) table partitions, (\d+) expectations, (\d+) failed", proc.stdout)
+    assert m and int(m[1]) == 8 * 2 + 4 and int(m[3]) == 0, proc.stdout[-3000:]
+    report = (tmp_path / "lake" / "qa_reports" / "latest.html").read_text()
+    assert "egomotion" in report and "eval_windows" in report and "FAILED" not in report
 
 
 @pytest.mark.slow
