@@ -77,20 +77,17 @@ def _tick(instance: dg.DagsterInstance, resources: dict) -> dict[str, list[str]]
     return {r.partition_key: sorted(k.to_user_string() for k in r.asset_selection) for r in result}
 
 
-@pytest.fixture
-def instance(tmp_path: Path) -> dg.DagsterInstance:
-    """A persistent instance (schedule contexts cannot use an ephemeral one)."""
-    with dg.instance_for_test(temp_dir=str(tmp_path)) as inst:
-        yield inst
-
-
-def test_schedule_backfills_only_missing_or_stale_partitions(resources: dict, instance: dg.DagsterInstance) -> None:
-    instance.add_dynamic_partitions(CHUNKS_PARTITION, ["chunk_0000", "chunk_0001"])
-    assert dg.materialize([ingest.raw_chunks, ingest.chunk_index, targets.unicycle_targets], partition_key="chunk_0000",
-                          instance=instance, resources=resources).success
-    ticks = _tick(instance, resources)
-    assert ticks["chunk_0000"] == ["commander_labels", "webdataset_shards"]  # what chunk_0000 still lacks
-    assert ticks["chunk_0001"] == sorted(ORDER)  # never run: all of it
-    # raw files fetched again (a repaired chunk): everything downstream of them, as one selection
-    assert dg.materialize([ingest.raw_chunks], partition_key="chunk_0000", instance=instance, resources=resources).success
-    assert _tick(instance, resources)["chunk_0000"] == sorted(ORDER[1:])
+def test_schedule_backfills_only_missing_or_stale_partitions(resources: dict, tmp_path: Path) -> None:
+    # a persistent instance (schedule contexts refuse an ephemeral one), entered in the test body:
+    # entered in a fixture, its defs-state context variable outlives it and breaks later Definitions
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        instance.add_dynamic_partitions(CHUNKS_PARTITION, ["chunk_0000", "chunk_0001"])
+        assert dg.materialize([ingest.raw_chunks, ingest.chunk_index, targets.unicycle_targets],
+                              partition_key="chunk_0000", instance=instance, resources=resources).success
+        ticks = _tick(instance, resources)
+        assert ticks["chunk_0000"] == ["commander_labels", "webdataset_shards"]  # what chunk_0000 still lacks
+        assert ticks["chunk_0001"] == sorted(ORDER)  # never run: all of it
+        # raw files fetched again (a repaired chunk): everything downstream of them, as one selection
+        assert dg.materialize([ingest.raw_chunks], partition_key="chunk_0000", instance=instance,
+                              resources=resources).success
+        assert _tick(instance, resources)["chunk_0000"] == sorted(ORDER[1:])
