@@ -61,25 +61,31 @@ def resources(twin_dir: Path, tmp_path: Path) -> dict:
 def test_sensor_registers_new_chunks_once(resources: dict) -> None:
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(CHUNKS_PARTITION, ["chunk_0000"])  # discovered earlier
-    ctx = dg.build_sensor_context(instance=instance, resources=resources, repository_def=defs.get_repository_def())
-    result = new_chunks(ctx)
+    with dg.build_sensor_context(instance=instance, resources=resources, repository_def=defs.get_repository_def()) as ctx:
+        result = new_chunks(ctx)
     assert [r.partition_key for r in result.run_requests] == ["chunk_0001"]
     instance.add_dynamic_partitions(CHUNKS_PARTITION, result.dynamic_partitions_requests[0].partition_keys)
     assert set(instance.get_dynamic_partitions(CHUNKS_PARTITION)) == {f"chunk_{i:04d}" for i in range(SMALL.chunks)}
-    assert new_chunks(dg.build_sensor_context(instance=instance, resources=resources)).run_requests == []
+    with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
+        assert new_chunks(ctx).run_requests == []
 
 
 def _tick(instance: dg.DagsterInstance, resources: dict) -> dict[str, list[str]]:
-    ctx = dg.build_schedule_context(instance=instance, resources=resources, repository_def=defs.get_repository_def())
-    result = incremental_backfill(ctx)
+    # closed after the tick: the context enters an instance from its ref, whose defs-state context
+    # variable would otherwise outlive it and break the next Definitions built in this process
+    with dg.build_schedule_context(instance=instance, resources=resources,
+                                   repository_def=defs.get_repository_def()) as ctx:
+        result = incremental_backfill(ctx)
+    from dagster._core.storage.defs_state.base import DefsStateStorage
+
+    assert DefsStateStorage.get() is None or instance.defs_state_storage is DefsStateStorage.get()
     if isinstance(result, dg.SkipReason):
         return {}
     return {r.partition_key: sorted(k.to_user_string() for k in r.asset_selection) for r in result}
 
 
 def test_schedule_backfills_only_missing_or_stale_partitions(resources: dict, tmp_path: Path) -> None:
-    # a persistent instance (schedule contexts refuse an ephemeral one), entered in the test body:
-    # entered in a fixture, its defs-state context variable outlives it and breaks later Definitions
+    # a persistent instance (schedule contexts refuse an ephemeral one), entered in the test body
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         instance.add_dynamic_partitions(CHUNKS_PARTITION, ["chunk_0000", "chunk_0001"])
         assert dg.materialize([ingest.raw_chunks, ingest.chunk_index, targets.unicycle_targets],
