@@ -7,7 +7,7 @@ import pyarrow.compute as pc
 
 from dagster_project.resources import LakeResource
 from lake import tables as T
-from qa.report import render_html, summary_markdown
+from qa.report import render_html, summarize, summary_markdown
 
 
 @dg.asset(group_name="qa", kinds={"html", "delta"})
@@ -27,7 +27,6 @@ def data_qa_report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
     blocking = failed.filter(failed.column("blocking"))
     return dg.MaterializeResult(metadata={
         "report": dg.MetadataValue.path(str(path)), "report_url": dg.MetadataValue.url(path.as_uri()),
-        "validations": len({(r["table_name"], r["partition_key"]) for r in results.select(
-            ["table_name", "partition_key"]).to_pylist()}),
+        "validations": len(summarize(results)),
         "expectations": results.num_rows, "failed": failed.num_rows, "failed_blocking": blocking.num_rows,
         "summary": dg.MetadataValue.md(summary_markdown(results) if results.num_rows else "*(nothing validated yet)*")})
