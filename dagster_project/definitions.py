@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import dagster as dg
 
@@ -13,9 +14,9 @@ from dagster_project.schedules import incremental_backfill
 from dagster_project.sensors import new_chunks
 
 DEPLOYMENT = os.environ.get("FLYWHEEL_DEPLOYMENT", "local")
-# `local` reads the FLYWHEEL_* environment (twin source, embedded lake by default); a cluster
-# deployment sets the same variables (FLYWHEEL_SOURCE=hub, FLYWHEEL_LAKE=s3://... ) for its pods.
-RESOURCES_BY_DEPLOYMENT = {"local": resources_from_env}
+# Both read the FLYWHEEL_* environment. `local`: twin source and the embedded engine by default;
+# `cluster`: the Spark engine by default, and its pods set FLYWHEEL_SOURCE=hub, FLYWHEEL_LAKE, ...
+RESOURCES_BY_DEPLOYMENT = {"local": resources_from_env, "cluster": partial(resources_from_env, engine="spark")}
 if DEPLOYMENT not in RESOURCES_BY_DEPLOYMENT:
     raise ValueError(f"FLYWHEEL_DEPLOYMENT={DEPLOYMENT!r}: choose one of {sorted(RESOURCES_BY_DEPLOYMENT)}")
 

@@ -1,9 +1,12 @@
 """Dagster resources: the lake and the PAI source, configured like the environment contract."""
 
 
+from functools import cache
+
 import dagster as dg
 import pyarrow as pa
 
+from engines import Engine, make_engine
 from flywheel.settings import Settings
 from lake import io
 from lake.tables import Table
@@ -16,12 +19,40 @@ class LakeResource(dg.ConfigurableResource):
 
     root: str = "./lakehouse"
 
-    def read(self, table: Table, *, chunk: str | None = None, where: dict[str, str] | None = None) -> pa.Table:
-        return io.read(self.root, table, chunk=chunk, where=where)
+    def read(self, table: Table, *, chunk: str | None = None, where: dict[str, str] | None = None,
+             columns: list[str] | None = None) -> pa.Table:
+        return io.read(self.root, table, chunk=chunk, where=where, columns=columns)
 
     def overwrite_partition(self, table: Table, data: pa.Table, *, chunk: str | None = None,
-                            extra: dict[str, str] | None = None) -> int:
+                            extra: dict[str, str] | None = None, engine: Engine | None = None) -> int:
+        """Replace one partition; committed by `engine` (delta-spark on a Spark cluster), else delta-rs."""
+        if engine is not None:
+            return engine.overwrite_partition(self.root, table, data, chunk=chunk, extra=extra)
         return io.overwrite_partition(self.root, table, data, chunk=chunk, extra=extra)
+
+
+class EngineResource(dg.ConfigurableResource):
+    """Where the per-clip work of index, fit, labels and shard encoding runs (engines/).
+
+    `embedded`: this process, delta-rs. `spark`: Spark jobs on `spark_master`; reads and commits
+    through delta-spark when its jar is on the classpath (`spark_delta`: auto | packages | off).
+    """
+
+    kind: str = "embedded"
+    spark_master: str = "local[2]"
+    spark_delta: str = "auto"
+    parts_per_core: int = 4
+
+    def engine(self) -> Engine:
+        return _engine(self.kind, self.spark_master, self.spark_delta, self.parts_per_core)
+
+
+@cache
+def _engine(kind: str, master: str, delta: str, parts_per_core: int) -> Engine:
+    # one engine (one Spark session) per process: every step of an in-process run shares it
+    if kind == "spark":
+        return make_engine(kind, master=master, delta=delta, parts_per_core=parts_per_core)
+    return make_engine(kind)
 
 
 class PAISourceResource(dg.ConfigurableResource):
@@ -51,13 +82,15 @@ class PAISourceResource(dg.ConfigurableResource):
         return self.settings().make_source()
 
 
-def resources_from_env() -> dict[str, dg.ConfigurableResource]:
-    """The `local` deployment: everything from the FLYWHEEL_* environment (see flywheel/settings.py)."""
-    s = Settings.from_env()
+def resources_from_env(*, engine: str = "embedded") -> dict[str, dg.ConfigurableResource]:
+    """Everything from the FLYWHEEL_* environment (see flywheel/settings.py); `engine` is the
+    deployment's default when FLYWHEEL_ENGINE is not set."""
+    s = Settings.from_env(engine=engine)
     import os
 
     return {
         "lake": LakeResource(root=s.lake),
+        "engine": EngineResource(kind=s.engine, spark_master=s.spark_master, spark_delta=s.spark_delta),
         "source": PAISourceResource(
             kind=s.source, mirror_dir=s.mirror_dir, hf_revision=s.hf_revision, hf_cache=s.hf_cache,
             hf_token=dg.EnvVar("HF_TOKEN") if os.environ.get("HF_TOKEN") else None, twin_dir=s.twin_dir,

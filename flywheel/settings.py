@@ -10,6 +10,9 @@
 | HF_TOKEN | | hub token; never logged, never written to metadata or files |
 | FLYWHEEL_TWIN_DIR | ./data/twin | where the twin writes its dataset |
 | FLYWHEEL_TWIN_CHUNKS / _CLIPS / _SEED / _WIDTH / _HEIGHT / _SECONDS | 2 / 8 / 0 / 256 / 144 / 20 | twin size |
+| FLYWHEEL_ENGINE | embedded | where index, fit, labels and shard encoding run: embedded or spark |
+| FLYWHEEL_SPARK_MASTER | local[2] | the Spark master (spark://host:7077, yarn, k8s://..., local[N]) |
+| FLYWHEEL_SPARK_DELTA | auto | auto: delta-spark if its jar is on the classpath, else delta-rs; packages: from Maven; off |
 
 The Dagster resources take the same settings as config (dagster_project/resources.py).
 """
@@ -20,6 +23,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
+from engines import ENGINE_KINDS
+from engines.spark import DELTA_MODES
 from transforms.source import HubSource, Source, TwinSource, mirror_source
 from transforms.twin.writer import TwinConfig
 
@@ -45,15 +50,23 @@ class Settings:
     hf_token: str = field(default="", repr=False)
     twin_dir: str = "./data/twin"
     twin: TwinConfig = field(default_factory=TwinConfig)
+    engine: str = "embedded"
+    spark_master: str = "local[2]"
+    spark_delta: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINE_KINDS:
+            raise ValueError(f"FLYWHEEL_ENGINE={self.engine!r}: choose one of {', '.join(ENGINE_KINDS)}")
+        if self.spark_delta not in DELTA_MODES:
+            raise ValueError(f"FLYWHEEL_SPARK_DELTA={self.spark_delta!r}: choose one of {', '.join(DELTA_MODES)}")
         if self.source not in SOURCE_KINDS:
             raise ValueError(f"FLYWHEEL_SOURCE={self.source!r}: choose one of {', '.join(SOURCE_KINDS)}")
         if self.source == "mirror" and not self.mirror_dir:
             raise ValueError("FLYWHEEL_SOURCE=mirror needs FLYWHEEL_MIRROR_DIR (a PAI-layout directory or HF cache)")
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, *, engine: str = "embedded") -> Settings:
+        """`engine` is the deployment's default, used when FLYWHEEL_ENGINE is not set."""
         e = os.environ.get
         return cls(
             lake=e("FLYWHEEL_LAKE") or "./lakehouse",
@@ -67,6 +80,9 @@ class Settings:
                 chunks=_num("FLYWHEEL_TWIN_CHUNKS", 2, int), clips_per_chunk=_num("FLYWHEEL_TWIN_CLIPS", 8, int),
                 seed=_num("FLYWHEEL_TWIN_SEED", 0, int), width=_num("FLYWHEEL_TWIN_WIDTH", 256, int),
                 height=_num("FLYWHEEL_TWIN_HEIGHT", 144, int), seconds=_num("FLYWHEEL_TWIN_SECONDS", 20.0, float)),
+            engine=(e("FLYWHEEL_ENGINE") or engine).strip().lower(),
+            spark_master=e("FLYWHEEL_SPARK_MASTER") or "local[2]",
+            spark_delta=(e("FLYWHEEL_SPARK_DELTA") or "auto").strip().lower(),
         )
 
     def make_source(self) -> Source:

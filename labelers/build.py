@@ -105,3 +105,33 @@ def attach_front_images(contexts: list[WindowContext],
     finally:
         zm.close()
     return out, failed
+
+
+FLAGGED = pa.schema([("clip_id", pa.string()), ("t0_us", pa.int64()), ("reason", pa.string())])
+
+
+@dataclass(frozen=True)
+class LabelPlan:
+    chunk: str
+    files: ChunkFiles
+    labeler: Labeler  # built on the driver; model labelers never leave it (registry.MODEL_LABELERS)
+    image: bool  # attach the front frame at t0 (registry.IMAGE_LABELERS)
+    seed: int = 0
+
+
+def labels_part(plan: LabelPlan, clip_ids: list[str], inputs: dict[str, pa.Table]) -> dict[str, pa.Table]:
+    """Label the windows of some clips (an engine part function: see engines/__init__.py).
+
+    Input: their `unicycle_targets` rows. Output: `labels` rows and the `flagged` windows
+    (clip_id, t0_us, reason) that got no label. Each window is labeled on its own, so any split of
+    the clips gives the same rows.
+    """
+    targets = inputs["targets"].sort_by([("clip_id", "ascending"), ("t0_us", "ascending")])
+    contexts = window_contexts(targets, load_twin_gt(plan.files))
+    no_image: list[tuple[str, int, str]] = []
+    if plan.image:
+        contexts, no_image = attach_front_images(contexts, plan.files)
+    out = label_windows(plan.labeler, contexts, chunk=plan.chunk, seed=plan.seed)
+    flagged = [*out.failures, *no_image]
+    return {"labels": out.table, "flagged": pa.table({"clip_id": [f[0] for f in flagged], "t0_us": [f[1] for f in flagged],
+                                                      "reason": [f[2] for f in flagged]}, schema=FLAGGED)}

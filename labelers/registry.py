@@ -8,6 +8,8 @@ from transforms.source import ChunkFiles
 
 LABELERS = ("kinematic", "vlm", "alpamayo")
 IMAGE_LABELERS = ("vlm",)  # need the front frame attached to each window
+# hold a model on this machine's accelerator: they label in the driver process on every engine
+MODEL_LABELERS = ("vlm", "alpamayo")
 
 
 def make_labeler(name: str, files: ChunkFiles, *, vlm_model_dir: str = "") -> Labeler:

@@ -32,7 +32,7 @@ def exists(root: str | Path, table: Table) -> bool:
     return DeltaTable.is_deltatable(table_uri(root, table))
 
 
-def _predicate(values: dict[str, str]) -> str:
+def predicate(values: dict[str, str]) -> str:
     for col, val in values.items():
         # values end up inside SQL: allow only the shapes our keys have (chunk_0000, stage names)
         if not _SAFE_VALUE.match(val):
@@ -67,6 +67,30 @@ def overwrite_partition(
     re-run of the same partition can never duplicate or leak rows into another one.
     Returns the Delta version written.
     """
+    data, where = checked_partition(table, data, chunk=chunk, extra=extra)
+    uri = table_uri(root, table)
+    Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            write_deltalake(uri, data, mode="overwrite", partition_by=list(table.partition_by) or None,
+                            predicate=predicate(where))
+            break
+        except CommitFailedError:
+            # another writer committed the same version first; our partition is disjoint from
+            # theirs, so writing again on top of their commit is correct
+            if attempt == COMMIT_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * 2**attempt)
+    return DeltaTable(uri).version()
+
+
+def checked_partition(table: Table, data: pa.Table, *, chunk: str | None = None,
+                      extra: dict[str, str] | None = None) -> tuple[pa.Table, dict[str, str]]:
+    """`data` conformed to the table, checked to lie in the named partition with a unique key.
+
+    Every writer (delta-rs here, delta-spark on a cluster) commits only what passed these checks.
+    Returns the conformed data and the partition's column values.
+    """
     where = {**({"chunk": chunk} if chunk is not None else {}), **(extra or {})}
     if not where:
         raise ValueError(f"{table.name}: name the partition to replace (chunk= or extra=)")
@@ -79,20 +103,7 @@ def overwrite_partition(
         dup = keys.filter(pc.greater(keys.column("count_all"), 1))
         if dup.num_rows:
             raise ValueError(f"{table.name}: duplicate key {table.key} rows, e.g. {dup.slice(0, 1).to_pylist()}")
-    uri = table_uri(root, table)
-    Path(uri).parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(COMMIT_ATTEMPTS):
-        try:
-            write_deltalake(uri, data, mode="overwrite", partition_by=list(table.partition_by) or None,
-                            predicate=_predicate(where))
-            break
-        except CommitFailedError:
-            # another writer committed the same version first; our partition is disjoint from
-            # theirs, so writing again on top of their commit is correct
-            if attempt == COMMIT_ATTEMPTS - 1:
-                raise
-            time.sleep(0.2 * 2**attempt)
-    return DeltaTable(uri).version()
+    return data, where
 
 
 def read(
@@ -108,7 +119,7 @@ def read(
     if not exists(root, table):
         return schema.empty_table()
     cols = ", ".join(f'"{c}"' for c in schema.names)
-    sql = f"SELECT {cols} FROM t" + (f" WHERE {_predicate(filt)}" if filt else "")
+    sql = f"SELECT {cols} FROM t" + (f" WHERE {predicate(filt)}" if filt else "")
     result = pa.table(QueryBuilder().register("t", DeltaTable(table_uri(root, table))).execute(sql).read_all())
     return result.cast(schema) if result.num_rows else schema.empty_table()
 

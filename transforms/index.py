@@ -180,18 +180,38 @@ def _presence(files: ChunkFiles, clip_ids: pd.Index) -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
-class _Chunk:
-    """What every clip of a chunk is checked against (read once per chunk)."""
+class IndexPlan:
+    """What every clip of a chunk is checked against, read once on the driver; small and picklable.
+
+    Chunk-wide facts (duplicates, calibration, stray zip members) are settled here; the clips
+    themselves are indexed by `index_part`, on any machine that sees the chunk's files.
+    """
 
     chunk: str
-    clip_index: pd.DataFrame
-    dup_ids: frozenset[str]
-    known_clips: dict[str, str]
+    files: ChunkFiles
+    clip_ids: tuple[str, ...]
+    rows: dict[str, dict[str, object]]  # the clips row of each clip before indexing (split, presence, ...)
+    dup_chunks: dict[str, list[str]]  # this chunk's clips that clip_index.parquet lists more than once
+    known_clips: dict[str, str]  # this chunk's clips already indexed, and their chunk partition
     calibrated: frozenset[str]  # clips with front-camera intrinsics and extrinsics
+    stray: tuple[QuarantineRow, ...]  # zip members that belong to no clip of this chunk
+    notes: tuple[str, ...]
+    workers: int = INDEX_WORKERS
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """A plan with the chunk's two zips open (per part: file handles do not travel)."""
+
+    plan: IndexPlan
     cam_feat: L.Feature
     ego_feat: L.Feature
     cam_zip: ZipMembers
     ego_zip: ZipMembers
+
+    @property
+    def chunk(self) -> str:
+        return self.plan.chunk
 
 
 @dataclass
@@ -213,13 +233,14 @@ def _read_member_parquet(zm: ZipMembers, name: str) -> pa.Table:
 
 def _index_clip(c: _Chunk, clip_id: str, row: dict[str, object]) -> _ClipResult:
     try:
-        if clip_id in c.dup_ids:
-            chunks = sorted(c.clip_index.loc[[clip_id], "chunk"].tolist())
+        if clip_id in c.plan.dup_chunks:
+            chunks = c.plan.dup_chunks[clip_id]
             raise _Quarantined("duplicate_clip", f"clip id listed {len(chunks)} times in clip_index.parquet "
                                                  f"(chunks {chunks}): ambiguous, not indexed")
-        if c.known_clips.get(clip_id, c.chunk) != c.chunk:
-            raise _Quarantined("duplicate_clip", f"clip id already indexed in {c.known_clips[clip_id]}: not indexed twice")
-        if clip_id not in c.calibrated:
+        if c.plan.known_clips.get(clip_id, c.chunk) != c.chunk:
+            raise _Quarantined("duplicate_clip", f"clip id already indexed in {c.plan.known_clips[clip_id]}: "
+                                                 "not indexed twice")
+        if clip_id not in c.plan.calibrated:
             raise _Quarantined("missing_calibration", f"no {L.FRONT_CAMERA} row in the chunk's camera_intrinsics "
                                                       "or sensor_extrinsics")
         ego_name = c.ego_feat.members(clip_id)["egomotion"]
@@ -258,10 +279,10 @@ def _index_clip(c: _Chunk, clip_id: str, row: dict[str, object]) -> _ClipResult:
     return _ClipResult(row, None, cols, frames)
 
 
-def _stray_members(c: _Chunk, listed: set[str]) -> list[QuarantineRow]:
+def _stray_members(zips: tuple[ZipMembers, ...], clip_index: pd.DataFrame, listed: set[str]) -> list[QuarantineRow]:
     """Members nobody asked for: unsafe names, and clips that clip_index places elsewhere."""
     rows = []
-    for zm in (c.cam_zip, c.ego_zip):
+    for zm in zips:
         for name in zm.names:
             found = UUID_RE.search(name)
             owner = found.group(0) if found else ""
@@ -269,7 +290,7 @@ def _stray_members(c: _Chunk, listed: set[str]) -> list[QuarantineRow]:
                 rows.append(QuarantineRow(owner, "unsafe_member",
                                           f"unsafe member path {name!r} in {zm.path.name}: ignored, never extracted"))
             elif owner and owner not in listed:
-                where = c.clip_index.loc[[owner], "chunk"].tolist() if owner in c.clip_index.index else "no chunk"
+                where = clip_index.loc[[owner], "chunk"].tolist() if owner in clip_index.index else "no chunk"
                 rows.append(QuarantineRow(owner, "foreign_member", f"{name} in {zm.path.name} belongs to a clip that "
                                                                    f"clip_index.parquet puts in chunk {where}: ignored"))
     return rows
@@ -290,13 +311,10 @@ def _concat(parts: list[tuple[str, dict[str, np.ndarray]]], table: T.Table, chun
     return pa.table(data).cast(table.schema)
 
 
-def index_chunk(files: ChunkFiles, *, chunk: str, known_clips: dict[str, str] | None = None,
-                workers: int = INDEX_WORKERS) -> ChunkIndex:
-    """Index one chunk. `known_clips` maps clip ids already indexed to their chunk partition.
-
-    Clips are independent and their work (zlib, parquet, FFmpeg) mostly releases the GIL, so a
-    small thread pool indexes them concurrently; results keep clip order, so output is stable.
-    """
+def plan_index(files: ChunkFiles, *, chunk: str, known_clips: dict[str, str] | None = None,
+               workers: int = INDEX_WORKERS) -> IndexPlan:
+    """Read a chunk's metadata and zip directories; `known_clips` maps clip ids already indexed to
+    their chunk partition."""
     clip_index = _read_parquet_file(str(files.path("clip_index.parquet")))
     if "chunk" not in clip_index.columns:
         raise ChunkUnreadableError(f"{files.path('clip_index.parquet')}: no 'chunk' column; is this PAI's clip index?")
@@ -312,28 +330,65 @@ def index_chunk(files: ChunkFiles, *, chunk: str, known_clips: dict[str, str] | 
     intr = _read_parquet_file(str(files.feature_path(L.CAMERA_INTRINSICS)))
     extr = _read_parquet_file(str(files.feature_path(L.SENSOR_EXTRINSICS)))
     with_cam = {k[0] for k in intr.index if k[1] == L.FRONT_CAMERA} & {k[0] for k in extr.index if k[1] == L.FRONT_CAMERA}
-
-    c = _Chunk(chunk, clip_index, frozenset(clip_index.index[clip_index.index.duplicated(keep=False)]),
-               known_clips or {}, frozenset(with_cam), files.features[L.FRONT_CAMERA], files.features[L.EGOMOTION],
-               ZipMembers(files.feature_path(L.FRONT_CAMERA)), ZipMembers(files.feature_path(L.EGOMOTION)))
-    notes = c.cam_zip.notes + c.ego_zip.notes
-    quarantine = _stray_members(c, set(clip_ids))
-    rows = [{"chunk": chunk, "clip_id": cid, "status": "ok", "status_reason": None,
-             "split": splits.get(cid, "train"), **collection[cid], **presence[cid]} for cid in clip_ids]
+    dups = clip_index[clip_index.index.duplicated(keep=False) & clip_index.index.isin(clip_ids)]
+    zips = (ZipMembers(files.feature_path(L.FRONT_CAMERA)), ZipMembers(files.feature_path(L.EGOMOTION)))
     try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            results = list(pool.map(lambda a: _index_clip(c, *a), zip(clip_ids, rows, strict=True)))
+        stray = _stray_members(zips, clip_index, set(clip_ids))
+        notes = tuple(n for zm in zips for n in zm.notes)
+    finally:
+        for zm in zips:
+            zm.close()
+    known = known_clips or {}
+    return IndexPlan(
+        chunk, files, tuple(clip_ids),
+        {cid: {"chunk": chunk, "clip_id": cid, "status": "ok", "status_reason": None, "split": splits.get(cid, "train"),
+               **collection[cid], **presence[cid]} for cid in clip_ids},
+        {cid: sorted(g["chunk"].tolist()) for cid, g in dups.groupby(level=0)},
+        {cid: known[cid] for cid in clip_ids if cid in known}, frozenset(with_cam), tuple(stray), notes, workers)
+
+
+PART_OUTPUTS = {"clips": T.CLIPS.schema, "egomotion": T.EGOMOTION.schema, "frames": T.FRAMES.schema,
+                "quarantine": pa.schema([("clip_id", pa.string()), ("kind", pa.string()), ("reason", pa.string())])}
+
+
+def index_part(plan: IndexPlan, clip_ids: list[str], inputs: dict[str, pa.Table]) -> dict[str, pa.Table]:
+    """Index some clips of a planned chunk (an engine part function: see engines/__init__.py).
+
+    Clips are independent and their work (zlib, parquet, FFmpeg) mostly releases the GIL, so a
+    small thread pool indexes them concurrently; results keep clip order, so output is stable.
+    """
+    files = plan.files
+    c = _Chunk(plan, files.features[L.FRONT_CAMERA], files.features[L.EGOMOTION],
+               ZipMembers(files.feature_path(L.FRONT_CAMERA)), ZipMembers(files.feature_path(L.EGOMOTION)))
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, plan.workers)) as pool:
+            results = list(pool.map(lambda cid: _index_clip(c, cid, plan.rows[cid]), clip_ids))
     finally:
         c.cam_zip.close()
         c.ego_zip.close()
-    quarantine += [r.quarantine for r in results if r.quarantine is not None]
-    for note in notes:
-        log.warning("chunk %s: %s", chunk, note)
-    for q in quarantine:
-        log.warning("chunk %s: quarantined clip %s (%s): %s", chunk, q.clip_id or "-", q.kind, q.reason)
+    q = [r.quarantine for r in results if r.quarantine is not None]
     ok = [(r.row["clip_id"], r) for r in results if r.egomotion is not None]
-    return ChunkIndex(
-        pa.Table.from_pylist([r.row for r in results], schema=T.CLIPS.schema),
-        _concat([(cid, r.egomotion) for cid, r in ok], T.EGOMOTION, chunk),
-        _concat([(cid, r.frames) for cid, r in ok], T.FRAMES, chunk),
-        tuple(quarantine), tuple(notes))
+    return {
+        "clips": pa.Table.from_pylist([r.row for r in results], schema=T.CLIPS.schema),
+        "egomotion": _concat([(cid, r.egomotion) for cid, r in ok], T.EGOMOTION, plan.chunk),
+        "frames": _concat([(cid, r.frames) for cid, r in ok], T.FRAMES, plan.chunk),
+        "quarantine": pa.Table.from_pylist([{"clip_id": r.clip_id, "kind": r.kind, "reason": r.reason} for r in q],
+                                           schema=PART_OUTPUTS["quarantine"]),
+    }
+
+
+def assemble_index(plan: IndexPlan, parts: dict[str, pa.Table]) -> ChunkIndex:
+    """The chunk's index from its parts' outputs (concatenated in clip order)."""
+    quarantine = plan.stray + tuple(QuarantineRow(**r) for r in parts["quarantine"].to_pylist())
+    for note in plan.notes:
+        log.warning("chunk %s: %s", plan.chunk, note)
+    for q in quarantine:
+        log.warning("chunk %s: quarantined clip %s (%s): %s", plan.chunk, q.clip_id or "-", q.kind, q.reason)
+    return ChunkIndex(parts["clips"], parts["egomotion"], parts["frames"], quarantine, plan.notes)
+
+
+def index_chunk(files: ChunkFiles, *, chunk: str, known_clips: dict[str, str] | None = None,
+                workers: int = INDEX_WORKERS) -> ChunkIndex:
+    """Index one chunk in this process (the embedded engine does the same through `index_part`)."""
+    plan = plan_index(files, chunk=chunk, known_clips=known_clips, workers=workers)
+    return assemble_index(plan, index_part(plan, list(plan.clip_ids), {}))

@@ -20,7 +20,7 @@ import json
 import os
 import tarfile
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -269,12 +269,29 @@ def _images_by_clip(files: ChunkFiles, windows: list[Window], cfg: ShardConfig,
         zm.close()
 
 
+Members = list[tuple[str, bytes]]
+# pending windows (in split, clip, t0 order) -> each with its sample members, or None if it cannot be made
+Encoder = Callable[[list[Window], ExportResult], Iterator[tuple[Window, Members | None]]]
+
+
+def encode_local(files: ChunkFiles, cfg: ShardConfig) -> Encoder:
+    """Decode and encode in this process, streaming: clips are decoded ahead of the writer."""
+
+    def encode(ws: list[Window], result: ExportResult) -> Iterator[tuple[Window, Members | None]]:
+        for w, imgs in _images_by_clip(files, ws, cfg, result):
+            yield w, None if imgs is None else sample_members(w, imgs, cfg)
+
+    return encode
+
+
 def export_shards(files: ChunkFiles, windows: list[Window], out_root: Path, cfg: ShardConfig, *, chunk: str,
-                  done: dict[str, ShardRecord] | None = None) -> ExportResult:
+                  done: dict[str, ShardRecord] | None = None, encode: Encoder | None = None) -> ExportResult:
     """Write the chunk's windows into shards `{split}/{chunk}-{n:05d}.tar` under out_root.
 
     `done` maps shard paths already exported at this dataset version to their records; those
     whose file is intact (same sha256) are skipped and their samples not decoded again.
+    `encode` makes the samples of the other windows (default: `encode_local`); the tars are
+    written here, in order, so the shard cut and the bytes never depend on who encoded.
     """
     out_root = Path(out_root)
     done = done or {}
@@ -282,6 +299,8 @@ def export_shards(files: ChunkFiles, windows: list[Window], out_root: Path, cfg:
     by_split: dict[str, list[Window]] = {}
     for w in windows:
         by_split.setdefault(w.split, []).append(w)
+    pending: list[Window] = []
+    next_n: dict[str, int] = {}
     for split, ws in sorted(by_split.items()):
         n, pos = 0, 0
         # resume: skip the completed prefix of this split's shards
@@ -292,25 +311,37 @@ def export_shards(files: ChunkFiles, windows: list[Window], out_root: Path, cfg:
             result.shards.append(rec)
             result.skipped += 1
             n += 1
-        shard: _ShardFile | None = None
-        try:
-            for w, imgs in _images_by_clip(files, ws[pos:], cfg, result):
-                if imgs is None:
-                    continue
-                if shard is None:
-                    shard = _ShardFile(out_root, f"{split}/{chunk}-{n:05d}.tar")
-                shard.add(w.key, sample_members(w, imgs, cfg))
-                if shard.samples >= cfg.max_count or shard.nbytes >= cfg.max_bytes:
-                    result.shards.append(_close(shard, out_root, split))
-                    result.written += 1
-                    shard, n = None, n + 1
-            if shard is not None:
-                result.shards.append(_close(shard, out_root, split))
-                result.written += 1
-                shard = None
-        finally:
-            if shard is not None:
-                shard.abort()
+        pending += ws[pos:]
+        next_n[split] = n
+    shard: _ShardFile | None = None
+    split = ""
+
+    def close() -> None:
+        nonlocal shard
+        assert shard is not None
+        result.shards.append(_close(shard, out_root, split))
+        result.written += 1
+        next_n[split] += 1
+        shard = None
+
+    try:
+        for w, members in (encode or encode_local(files, cfg))(pending, result):
+            if shard is not None and w.split != split:
+                close()
+            split = w.split
+            if members is None:
+                continue
+            if shard is None:
+                shard = _ShardFile(out_root, f"{split}/{chunk}-{next_n[split]:05d}.tar")
+            shard.add(w.key, members)
+            if shard.samples >= cfg.max_count or shard.nbytes >= cfg.max_bytes:
+                close()
+        if shard is not None:
+            close()
+    finally:
+        if shard is not None:
+            shard.abort()
+    result.shards.sort(key=lambda r: r.path)
     return result
 
 
@@ -339,7 +370,7 @@ class ChunkExport:
 
 def export_chunk(files: ChunkFiles, *, chunk: str, cfg: ShardConfig, out_root: Path, targets: pa.Table,
                  labels: pa.Table, egomotion: pa.Table, file_sha256: dict[str, str],
-                 previous: list[dict[str, object]]) -> ChunkExport:
+                 previous: list[dict[str, object]], encode: Encoder | None = None) -> ChunkExport:
     """Export one chunk's labeled windows, resuming from `previous` manifest rows of the same version.
 
     `file_sha256` maps features to the sha256 of the chunk files they were read from (bronze);
@@ -355,9 +386,70 @@ def export_chunk(files: ChunkFiles, *, chunk: str, cfg: ShardConfig, out_root: P
         "labels": table_digest(labels, ["clip_id", "t0_us", "command", "trace"], ["clip_id", "t0_us"])})
     done = {str(r["path"]): ShardRecord(**{k: r[k] for k in ShardRecord.__dataclass_fields__})  # type: ignore[arg-type]
             for r in previous if r["dataset_version"] == version}
-    res = export_shards(files, windows, out_root, cfg, chunk=chunk, done=done)
+    res = export_shards(files, windows, out_root, cfg, chunk=chunk, done=done, encode=encode)
     for stale in {str(r["path"]) for r in previous} - {s.path for s in res.shards}:
         (Path(out_root) / stale).unlink(missing_ok=True)
     rows = [{**asdict(s), "chunk": chunk, "dataset_version": version, "labeler": cfg.labeler,
              "labeler_version": cfg.labeler_version, "config": json.dumps(asdict(cfg), sort_keys=True)} for s in res.shards]
     return ChunkExport(version, rows, res)
+
+
+# ---------------------------------------------------------------- encoding as engine parts
+
+
+@dataclass(frozen=True)
+class ShardsPlan:
+    chunk: str
+    files: ChunkFiles
+    cfg: ShardConfig
+    keys: frozenset[str]  # the windows to encode (a resumed export skips the others)
+
+
+SAMPLE_MEMBER = pa.struct([("name", pa.string()), ("data", pa.binary())])
+SHARD_PART_OUTPUTS = {
+    "samples": pa.schema([("key", pa.string()), ("members", pa.list_(SAMPLE_MEMBER))]),
+    "quarantined": pa.schema([("clip_id", pa.string()), ("t0_us", pa.int64()), ("reason", pa.string())]),
+    "stats": pa.schema([("frames_decoded", pa.int64())]),
+}
+
+
+def shards_part(plan: ShardsPlan, clip_ids: list[str], inputs: dict[str, pa.Table]) -> dict[str, pa.Table]:
+    """Encode the samples of some clips (an engine part function: see engines/__init__.py).
+
+    Inputs: their `targets`, `labels` (one labeler version) and `egomotion` rows. The same
+    windows and the same `encode_local` as the embedded export, so the bytes are the same.
+    """
+    ws = [w for w in windows_for_chunk(inputs["targets"], inputs["labels"], inputs["egomotion"], chunk=plan.chunk)
+          if w.key in plan.keys]
+    result = ExportResult()
+    keys, members = [], []
+    for w, m in encode_local(plan.files, plan.cfg)(ws, result):
+        if m is not None:
+            keys.append(w.key)
+            members.append([{"name": n, "data": d} for n, d in m])
+    q = result.quarantined
+    return {"samples": pa.table({"key": keys, "members": members}, schema=SHARD_PART_OUTPUTS["samples"]),
+            "quarantined": pa.table({"clip_id": [r[0] for r in q], "t0_us": [r[1] for r in q],
+                                     "reason": [r[2] for r in q]}, schema=SHARD_PART_OUTPUTS["quarantined"]),
+            "stats": pa.table({"frames_decoded": [result.frames_decoded]}, schema=SHARD_PART_OUTPUTS["stats"])}
+
+
+def parted_encoder(map_parts: Callable[[ShardsPlan, list[str]], dict[str, pa.Table]], files: ChunkFiles,
+                   cfg: ShardConfig, *, chunk: str) -> Encoder:
+    """An `Encoder` that runs `shards_part` through an engine's `map_parts` (all pending clips at once)."""
+
+    def encode(ws: list[Window], result: ExportResult) -> Iterator[tuple[Window, Members | None]]:
+        if not ws:
+            return
+        out = map_parts(ShardsPlan(chunk, files, cfg, frozenset(w.key for w in ws)), sorted({w.clip_id for w in ws}))
+        samples = dict(zip(out["samples"].column("key").to_pylist(), out["samples"].column("members").to_pylist(),
+                           strict=True))
+        why = {(r["clip_id"], r["t0_us"]): r["reason"] for r in out["quarantined"].to_pylist()}
+        result.frames_decoded += sum(out["stats"].column("frames_decoded").to_pylist())
+        for w in ws:
+            m = samples.get(w.key)
+            if m is None:
+                result.quarantined.append((w.clip_id, w.t0_us, why.get((w.clip_id, w.t0_us), "not encoded")))
+            yield w, None if m is None else [(x["name"], x["data"]) for x in m]
+
+    return encode

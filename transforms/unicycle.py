@@ -421,3 +421,26 @@ def targets_for_chunk(egomotion: pa.Table, clips: pa.Table, *, chunk: str, param
         "params": pa.array([json.dumps(asdict(p), sort_keys=True)] * n, pa.string()),
     })
     return ChunkTargets(table, quarantine)
+
+
+@dataclass(frozen=True)
+class TargetsPlan:
+    chunk: str
+    params: UnicycleParams
+    step_s: float = 0.5
+
+
+WINDOW_QUARANTINE = pa.schema([("clip_id", pa.string()), ("t0_us", pa.int64()), ("reason", pa.string())])
+
+
+def targets_part(plan: TargetsPlan, clip_ids: list[str], inputs: dict[str, pa.Table]) -> dict[str, pa.Table]:
+    """The targets of some clips (an engine part function: see engines/__init__.py).
+
+    Inputs: `egomotion` and `clips` rows of those clips. Windows are fitted independently, so a
+    part's batch gives the same numbers as the chunk's batch, up to floating-point rounding.
+    """
+    out = targets_for_chunk(inputs["egomotion"], inputs["clips"], chunk=plan.chunk, params=plan.params,
+                            step_s=plan.step_s)
+    q = out.quarantine
+    return {"targets": out.table, "quarantine": pa.table(
+        {"clip_id": [r[0] for r in q], "t0_us": [r[1] for r in q], "reason": [r[2] for r in q]}, schema=WINDOW_QUARANTINE)}

@@ -6,9 +6,9 @@ import pyarrow.compute as pc
 
 from dagster_project.assets._meta import preview
 from dagster_project.partitions import POOL_DECODE, POOL_DOWNLOAD, chunks
-from dagster_project.resources import LakeResource, PAISourceResource
+from dagster_project.resources import EngineResource, LakeResource, PAISourceResource
 from lake import tables as T
-from transforms.index import STAGE, index_chunk
+from transforms.index import PART_OUTPUTS, STAGE, assemble_index, index_part, plan_index
 from transforms.pai_layout import chunk_id_of
 from transforms.source import chunk_files_from_manifest, chunk_manifest
 
@@ -40,18 +40,22 @@ def raw_chunks(context: dg.AssetExecutionContext, lake: LakeResource, source: PA
     partitions_def=chunks,
     pool=POOL_DECODE,
 )
-def chunk_index(context: dg.AssetExecutionContext, lake: LakeResource):  # noqa: ANN201 (a generator of results)
+def chunk_index(context: dg.AssetExecutionContext, lake: LakeResource,  # noqa: ANN201 (a generator of results)
+                engine: EngineResource):
     """Index a chunk in one pass over its files; bad clips go to `quarantine`, the rest are indexed."""
     key = context.partition_key
     files = chunk_files_from_manifest(lake.read(T.CHUNKS, chunk=key), chunk_id_of(key))
-    ok = lake.read(T.CLIPS, where={"status": "ok"})
+    ok = lake.read(T.CLIPS, where={"status": "ok"}, columns=["clip_id", "chunk"])
     known = dict(zip(ok.column("clip_id").to_pylist(), ok.column("chunk").to_pylist(), strict=True))
-    ix = index_chunk(files, chunk=key, known_clips=known)
+    eng = engine.engine()
+    context.log.info(f"engine: {eng.describe()}")
+    plan = plan_index(files, chunk=key, known_clips=known)
+    ix = assemble_index(plan, eng.map_parts(index_part, plan, list(plan.clip_ids), {}, PART_OUTPUTS, root=lake.root))
     counts = ix.counts()
-    lake.overwrite_partition(T.QUARANTINE, ix.quarantine_table(key), chunk=key, extra={"stage": STAGE})
+    lake.overwrite_partition(T.QUARANTINE, ix.quarantine_table(key), chunk=key, extra={"stage": STAGE}, engine=eng)
     for asset, table, data in (("clip_index", T.CLIPS, ix.clips), ("egomotion", T.EGOMOTION, ix.egomotion),
                                ("frames", T.FRAMES, ix.frames)):
-        version = lake.overwrite_partition(table, data, chunk=key)
+        version = lake.overwrite_partition(table, data, chunk=key, engine=eng)
         yield dg.MaterializeResult(asset_key=asset, metadata={
             "rows": data.num_rows, "delta_version": version, **counts,
             "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in ix.notes) or "none"),

@@ -6,9 +6,10 @@ import dagster as dg
 
 from dagster_project.assets._meta import preview, quarantine_rows
 from dagster_project.partitions import chunks
-from dagster_project.resources import LakeResource
-from labelers.build import attach_front_images, label_windows, load_twin_gt, window_contexts
-from labelers.registry import IMAGE_LABELERS, make_labeler
+from dagster_project.resources import EngineResource, LakeResource
+from engines import EmbeddedEngine, Input
+from labelers.build import FLAGGED, LabelPlan, labels_part
+from labelers.registry import IMAGE_LABELERS, MODEL_LABELERS, make_labeler
 from lake import tables as T
 from transforms.pai_layout import chunk_id_of
 from transforms.source import chunk_files_from_manifest
@@ -24,33 +25,36 @@ class CommanderLabelsConfig(dg.Config):
 
 @dg.asset(partitions_def=chunks, group_name="labels", kinds={"delta"}, deps=["unicycle_targets"])
 def commander_labels(context: dg.AssetExecutionContext, config: CommanderLabelsConfig,
-                     lake: LakeResource) -> dg.MaterializeResult:
+                     lake: LakeResource, engine: EngineResource) -> dg.MaterializeResult:
     """A structured trace and a short Commander command per window; each labeler version keeps its rows."""
     key = context.partition_key
     files = chunk_files_from_manifest(lake.read(T.CHUNKS, chunk=key), chunk_id_of(key))
     labeler = make_labeler(config.labeler, files, vlm_model_dir=config.vlm_model_dir)
-    contexts = window_contexts(lake.read(T.UNICYCLE_TARGETS, chunk=key), load_twin_gt(files))
-    no_image: list[tuple[str, int, str]] = []
-    if labeler.name in IMAGE_LABELERS:
-        contexts, no_image = attach_front_images(contexts, files)
-    out = label_windows(labeler, contexts, chunk=key, seed=config.phrasing_seed)
-    flagged = [(c, "label_failed", f"{labeler.name} {labeler.version} t0={t / 1e6:.1f} s: {r}")
-               for c, t, r in [*out.failures, *no_image]]
+    # a model labeler stays with its model, on this machine's accelerator; the others go to the engine
+    eng = EmbeddedEngine() if labeler.name in MODEL_LABELERS else engine.engine()
+    context.log.info(f"engine: {eng.describe()}")
+    clips = set(lake.read(T.UNICYCLE_TARGETS, chunk=key, columns=["clip_id"]).column("clip_id").to_pylist())
+    out = eng.map_parts(labels_part, LabelPlan(key, files, labeler, labeler.name in IMAGE_LABELERS, config.phrasing_seed),
+                        sorted(clips), {"targets": Input(T.UNICYCLE_TARGETS, key)},
+                        {"labels": T.COMMANDER_LABELS.schema, "flagged": FLAGGED}, root=lake.root)
+    labels = out["labels"]
+    flagged = [(r["clip_id"], "label_failed", f"{labeler.name} {labeler.version} t0={r['t0_us'] / 1e6:.1f} s: {r['reason']}")
+               for r in out["flagged"].to_pylist()]
     for row in flagged:
         context.log.warning(f"{key}: window not labeled: {row[2]}")
     version_key = {"stage": f"{STAGE}:{labeler.name}:{labeler.version}"}
     lake.overwrite_partition(T.QUARANTINE, quarantine_rows(key, version_key["stage"], flagged), chunk=key,
-                             extra=version_key)
-    version = lake.overwrite_partition(T.COMMANDER_LABELS, out.table, chunk=key,
-                                       extra={"labeler": labeler.name, "labeler_version": labeler.version})
-    commands = Counter(out.table.column("command").to_pylist())
-    actions = Counter(out.table.column("meta_action").to_pylist())
+                            extra=version_key, engine=eng)
+    version = lake.overwrite_partition(T.COMMANDER_LABELS, labels, chunk=key,
+                                      extra={"labeler": labeler.name, "labeler_version": labeler.version}, engine=eng)
+    commands = Counter(labels.column("command").to_pylist())
+    actions = Counter(labels.column("meta_action").to_pylist())
     return dg.MaterializeResult(metadata={
-        "labeler": labeler.name, "labeler_version": labeler.version, "windows_labeled": out.table.num_rows,
+        "labeler": labeler.name, "labeler_version": labeler.version, "windows_labeled": labels.num_rows,
         "windows_flagged": len(flagged), "delta_version": version,
         "meta_actions": dg.MetadataValue.md(_counts_md(actions, "meta-action")),
         "commands": dg.MetadataValue.md(_counts_md(commands, "command")),
-        "sample": preview(out.table, 8, ["clip_id", "t0_us", "meta_action", "command", "confidence"]),
+        "sample": preview(labels, 8, ["clip_id", "t0_us", "meta_action", "command", "confidence"]),
     })
 
 

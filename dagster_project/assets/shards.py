@@ -7,10 +7,11 @@ import pyarrow as pa
 
 from dagster_project.assets._meta import preview, quarantine_rows
 from dagster_project.partitions import POOL_DECODE, chunks
-from dagster_project.resources import LakeResource
+from dagster_project.resources import EngineResource, LakeResource
+from engines import Input
 from lake import tables as T
 from transforms.pai_layout import chunk_id_of
-from transforms.shards import ShardConfig, export_chunk
+from transforms.shards import SHARD_PART_OUTPUTS, ShardConfig, ShardsPlan, export_chunk, parted_encoder, shards_part
 from transforms.source import chunk_files_from_manifest
 
 STAGE = "webdataset_shards"
@@ -30,24 +31,37 @@ class ShardExportConfig(dg.Config):
 @dg.asset(partitions_def=chunks, group_name="shards", kinds={"delta", "webdataset"}, pool=POOL_DECODE,
           deps=["unicycle_targets", "commander_labels", "frames"])
 def webdataset_shards(context: dg.AssetExecutionContext, config: ShardExportConfig,
-                      lake: LakeResource) -> dg.MaterializeResult:
+                      lake: LakeResource, engine: EngineResource) -> dg.MaterializeResult:
     """Image + command + state + (a, κ) targets per window, in tar shards that stream at disk speed."""
     key = context.partition_key
     cfg = ShardConfig(**config.model_dump())
     bronze = lake.read(T.CHUNKS, chunk=key)
+    files = chunk_files_from_manifest(bronze, chunk_id_of(key))
+    eng = engine.engine()
+    context.log.info(f"engine: {eng.describe()}")
+    label_version = {"labeler": cfg.labeler, "labeler_version": cfg.labeler_version}
+    inputs = {"targets": Input(T.UNICYCLE_TARGETS, key), "labels": Input(T.COMMANDER_LABELS, key, label_version),
+              "egomotion": Input(T.EGOMOTION, key)}
+
+    def map_parts(plan: ShardsPlan, clip_ids: list[str]) -> dict[str, pa.Table]:
+        return eng.map_parts(shards_part, plan, clip_ids, inputs, SHARD_PART_OUTPUTS, root=lake.root)
+
+    # Embedded, samples are encoded while the tars are written (flat memory, clips decoded ahead);
+    # on Spark the executors encode them. Either way the tars are cut and written here, in order.
     out = export_chunk(
-        chunk_files_from_manifest(bronze, chunk_id_of(key)), chunk=key, cfg=cfg, out_root=Path(lake.root) / "shards",
+        files, chunk=key, cfg=cfg, out_root=Path(lake.root) / "shards",
+        encode=None if eng.name == "embedded" else parted_encoder(map_parts, files, cfg, chunk=key),
         targets=lake.read(T.UNICYCLE_TARGETS, chunk=key), egomotion=lake.read(T.EGOMOTION, chunk=key),
-        labels=lake.read(T.COMMANDER_LABELS, chunk=key,
-                         where={"labeler": cfg.labeler, "labeler_version": cfg.labeler_version}),
+        labels=lake.read(T.COMMANDER_LABELS, chunk=key, where=label_version),
         file_sha256=dict(zip(bronze.column("feature").to_pylist(), bronze.column("sha256").to_pylist(), strict=True)),
         previous=lake.read(T.SHARD_MANIFEST, chunk=key).to_pylist())
     res = out.result
     manifest = pa.Table.from_pylist(out.manifest, schema=T.SHARD_MANIFEST.schema)
-    delta_version = lake.overwrite_partition(T.SHARD_MANIFEST, manifest, chunk=key)
+    delta_version = lake.overwrite_partition(T.SHARD_MANIFEST, manifest, chunk=key, engine=eng)
     if res.written or not res.skipped:  # a full resume decoded nothing new: keep its quarantine rows
         q = [(c, "unusable_window", f"t0={t / 1e6:.1f} s: {r}") for c, t, r in res.quarantined]
-        lake.overwrite_partition(T.QUARANTINE, quarantine_rows(key, STAGE, q), chunk=key, extra={"stage": STAGE})
+        lake.overwrite_partition(T.QUARANTINE, quarantine_rows(key, STAGE, q), chunk=key,
+                                extra={"stage": STAGE}, engine=eng)
     for c, t, r in res.quarantined:
         context.log.warning(f"{key}: window {c} t0={t / 1e6:.1f} s left out of the shards: {r}")
     by_split = {s: sum(r.samples for r in res.shards if r.split == s) for s in sorted({r.split for r in res.shards})}

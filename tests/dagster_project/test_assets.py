@@ -16,7 +16,7 @@ import pytest
 
 from dagster_project.assets import ingest, targets
 from dagster_project.partitions import CHUNKS_PARTITION
-from dagster_project.resources import LakeResource, PAISourceResource
+from dagster_project.resources import EngineResource, LakeResource, PAISourceResource
 from lake import io
 from lake import tables as T
 from tests.conftest import SMALL, rewrite_zip
@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _resources(lake: Path, mirror: Path) -> dict:
-    return {"lake": LakeResource(root=str(lake)), "source": PAISourceResource(kind="mirror", mirror_dir=str(mirror))}
+    return {"lake": LakeResource(root=str(lake)), "source": PAISourceResource(kind="mirror", mirror_dir=str(mirror)),
+            "engine": EngineResource()}
 
 
 @pytest.fixture

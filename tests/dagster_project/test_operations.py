@@ -11,7 +11,7 @@ from dagster_project.assets import ingest, targets
 from dagster_project.backfill import Materialized, stale_assets, with_execution_sets
 from dagster_project.definitions import defs
 from dagster_project.partitions import CHUNKS_PARTITION, POOL_ACCELERATOR, POOL_DECODE, POOL_DOWNLOAD
-from dagster_project.resources import LakeResource, PAISourceResource
+from dagster_project.resources import EngineResource, LakeResource, PAISourceResource
 from dagster_project.schedules import incremental_backfill
 from dagster_project.sensors import new_chunks
 from tests.conftest import SMALL
@@ -54,7 +54,7 @@ def test_heavy_assets_sit_in_pools_and_downloads_retry() -> None:
 
 @pytest.fixture
 def resources(twin_dir: Path, tmp_path: Path) -> dict:
-    return {"lake": LakeResource(root=str(tmp_path / "lake")),
+    return {"lake": LakeResource(root=str(tmp_path / "lake")), "engine": EngineResource(),
             "source": PAISourceResource(kind="mirror", mirror_dir=str(twin_dir))}
 
 

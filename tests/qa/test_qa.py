@@ -16,7 +16,7 @@ import pytest
 from dagster_project.assets import ingest, labels, qa, shards, targets
 from dagster_project.checks import qa_checks
 from dagster_project.partitions import CHUNKS_PARTITION
-from dagster_project.resources import LakeResource, PAISourceResource
+from dagster_project.resources import EngineResource, LakeResource, PAISourceResource
 from lake import io
 from lake import tables as T
 from qa.report import blocking_failures
@@ -35,7 +35,8 @@ def _instance() -> dg.DagsterInstance:
 
 
 def _resources(lake: Path, mirror: Path, lake_cls: type[LakeResource] = LakeResource) -> dict:
-    return {"lake": lake_cls(root=str(lake)), "source": PAISourceResource(kind="mirror", mirror_dir=str(mirror))}
+    return {"lake": lake_cls(root=str(lake)), "source": PAISourceResource(kind="mirror", mirror_dir=str(mirror)),
+            "engine": EngineResource()}
 
 
 @pytest.fixture(scope="module")
@@ -148,13 +149,13 @@ class BrokenTargetsLake(LakeResource):
     """A lake whose unicycle_targets writes come out broken (NaN accelerations): a bug upstream."""
 
     def overwrite_partition(self, table: T.Table, data: pa.Table, *, chunk: str | None = None,
-                            extra: dict[str, str] | None = None) -> int:
+                            extra: dict[str, str] | None = None, engine: object = None) -> int:
         if table.name == "unicycle_targets" and data.num_rows:
             accel = data.column("accel_mps2").to_pylist()
             accel[0] = [float("nan")] * 64
             data = data.set_column(data.schema.get_field_index("accel_mps2"), "accel_mps2",
                                    pa.array(accel, data.schema.field("accel_mps2").type))
-        return super().overwrite_partition(table, data, chunk=chunk, extra=extra)
+        return super().overwrite_partition(table, data, chunk=chunk, extra=extra, engine=engine)
 
 
 def test_a_broken_table_fails_its_check_and_blocks_downstream(twin_dir: Path, tmp_path: Path) -> None:
