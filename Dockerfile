@@ -1,7 +1,9 @@
 # The flywheel's image: the code location (gRPC server, where runs execute), also used by the
 # webserver and daemon services of docker-compose.yml. Same pinned environment as `make setup`.
-FROM python:3.12-slim
-RUN apt-get update && apt-get install -y --no-install-recommends make git && rm -rf /var/lib/apt/lists/*
+# bookworm: its openjdk-17 runs Spark 4 (the Spark engine's driver, and the compose profile's master and worker)
+FROM python:3.12-slim-bookworm
+RUN apt-get update && apt-get install -y --no-install-recommends make git openjdk-17-jre-headless \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/flywheel
 COPY requirements.lock pyproject.toml ./
 RUN pip install --no-cache-dir -r requirements.lock

@@ -68,10 +68,10 @@ def delta_package() -> str:
 def start_session(s: SparkSettings) -> SparkSession:
     from pyspark.sql import SparkSession
 
-    # local mode starts Python workers with PYSPARK_PYTHON: this interpreter, not the system one
-    # (a different minor version refuses to run). On a cluster the workers' image decides.
-    if s.master.startswith("local"):
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # Executors start Python workers with the driver's PYSPARK_PYTHON (default `python3`, here the
+    # system's 3.11, which refuses a 3.12 driver): default to this interpreter. The compose
+    # profile's workers share the image, so the path holds there; elsewhere set PYSPARK_PYTHON.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     b = (SparkSession.builder.master(s.master).appName("av-flywheel")
          .config("spark.ui.showConsoleProgress", "false")
          .config("spark.sql.execution.arrow.pyspark.enabled", "true"))

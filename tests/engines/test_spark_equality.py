@@ -1,15 +1,22 @@
-"""The Spark engine (local mode) writes the same lake as the embedded engine, table by table.
+"""The Spark engine writes the same lake as the embedded engine, table by table.
 
-One twin chunk with one damaged clip goes through the per-chunk assets twice, in real Dagster
-runs: once with FLYWHEEL_ENGINE=embedded, once with spark on local[2], where every stage is split
-into one part per clip. Marked `spark`: `make test-slow` (and so CI) runs it, the quick loop not.
+One twin chunk with one damaged clip goes through the per-chunk assets in real Dagster runs:
+with FLYWHEEL_ENGINE=embedded; with spark on local[2], where every stage is split into one part
+per clip; and with spark on a standalone cluster (a master and a worker started as the compose
+profile starts them, the driver in its own process). Marked `spark`: `make test-slow` (and so
+CI) runs it, the quick loop not.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -33,26 +40,70 @@ KEYS = {"chunks": ["path"], "clips": ["clip_id"], "egomotion": ["clip_id", "time
         "quarantine": ["stage", "clip_id", "kind", "reason"]}
 
 
+def run_spine(twin: str, lake: str, kind: str, master: str = "local[2]") -> None:
+    """The per-chunk assets of one chunk in one Dagster run (also the standalone test's driver)."""
+    inst = dg.DagsterInstance.ephemeral()
+    inst.add_dynamic_partitions(CHUNKS_PARTITION, [KEY])
+    res = dg.materialize(SPINE, partition_key=KEY, instance=inst, resources={
+        "lake": LakeResource(root=lake), "source": PAISourceResource(kind="mirror", mirror_dir=twin),
+        "engine": EngineResource(kind=kind, spark_master=master, parts_per_core=4)},
+        run_config={"ops": {"webdataset_shards": {"config": {"max_count": 5}}}})  # several shards per split
+    assert res.success
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
-def lakes(twin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Spark standalone master and one 2-core worker, started with the compose profile's commands."""
+    spark_class = shutil.which("spark-class", path=str(Path(sys.executable).parent))
+    assert spark_class, "spark-class comes with pyspark: make setup"
+    port = _free_port()
+    env = {**os.environ, "SPARK_WORKER_DIR": str(tmp_path_factory.mktemp("spark-work")), "PYSPARK_PYTHON": sys.executable}
+    logs = tmp_path_factory.mktemp("spark-logs")
+    procs = [subprocess.Popen([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port",
+                               str(port), "--webui-port", str(_free_port())], env=env, start_new_session=True,
+                              stdout=open(logs / "master.log", "w"), stderr=subprocess.STDOUT)]
+    master = f"spark://127.0.0.1:{port}"
+    procs.append(subprocess.Popen([spark_class, "org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1",
+                                   "--cores", "2", "--memory", "2g", "--webui-port", str(_free_port())], env=env,
+                                  start_new_session=True, stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT))
+    try:
+        deadline = time.monotonic() + 120
+        while "Registering worker" not in (logs / "master.log").read_text():
+            assert time.monotonic() < deadline, f"no worker registered in 120 s: {(logs / 'master.log').read_text()[-2000:]}"
+            assert all(p.poll() is None for p in procs), "the Spark master or worker exited; see " + str(logs)
+            time.sleep(1)
+        yield master
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def lakes(twin_dir: Path, tmp_path_factory: pytest.TempPathFactory, standalone: str) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("engines")
     twin = root / "twin"
     shutil.copytree(twin_dir, twin)
     lost = sorted(_clips_of(twin))[1]
     member = L.FEATURES[L.EGOMOTION].members(lost)["egomotion"]
     rewrite_zip(twin / L.FEATURES[L.EGOMOTION].path(0), lambda m: {k: v for k, v in m.items() if k != member})
-    out = {}
     for kind in ("embedded", "spark"):
-        inst = dg.DagsterInstance.ephemeral()
-        inst.add_dynamic_partitions(CHUNKS_PARTITION, [KEY])
-        lake = root / kind
-        res = dg.materialize(SPINE, partition_key=KEY, instance=inst, resources={
-            "lake": LakeResource(root=str(lake)), "source": PAISourceResource(kind="mirror", mirror_dir=str(twin)),
-            "engine": EngineResource(kind=kind, parts_per_core=4)},
-            run_config={"ops": {"webdataset_shards": {"config": {"max_count": 5}}}})  # several shards per split
-        assert res.success
-        out[kind] = lake
-    return out
+        run_spine(str(twin), str(root / kind), kind)
+    # a driver of its own: this process's Spark session is local[2] and cannot change master
+    code = f"from tests.engines.test_spark_equality import run_spine; run_spine({str(twin)!r}, {str(root / 'cluster')!r}, " \
+           f"'spark', {standalone!r})"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert f"engine: spark {standalone} (2 cores)" in proc.stderr
+    return {k: root / k for k in ("embedded", "spark", "cluster")}
 
 
 def _clips_of(twin: Path) -> list[str]:
@@ -64,12 +115,13 @@ def _clips_of(twin: Path) -> list[str]:
 
 @pytest.mark.parametrize("table", [T.CHUNKS, T.CLIPS, T.EGOMOTION, T.FRAMES, T.UNICYCLE_TARGETS, T.COMMANDER_LABELS,
                                    T.SHARD_MANIFEST, T.QUARANTINE], ids=lambda t: t.name)
-def test_spark_writes_the_same_table_as_embedded(lakes: dict[str, Path], table: T.Table) -> None:
-    embedded, spark = (io.read(lakes[k], table, chunk=KEY) for k in ("embedded", "spark"))
-    assert embedded.num_rows > 0, f"{table.name}: nothing to compare"
+@pytest.mark.parametrize("spark", ["spark", "cluster"])
+def test_spark_writes_the_same_table_as_embedded(lakes: dict[str, Path], table: T.Table, spark: str) -> None:
+    a, b = (io.read(lakes[k], table, chunk=KEY) for k in ("embedded", spark))
+    assert a.num_rows > 0, f"{table.name}: nothing to compare"
     if table is T.CHUNKS:  # bronze is fetched by the source, not the engine: the same files either way
-        embedded, spark = (t.drop_columns(["local_path"]) for t in (embedded, spark))
-    assert_tables_equal(spark, embedded, KEYS[table.name], table.name)
+        a, b = (t.drop_columns(["local_path"]) for t in (a, b))
+    assert_tables_equal(b, a, KEYS[table.name], f"{spark} {table.name}")
 
 
 def test_the_damaged_clip_is_quarantined_by_both_and_the_rest_processed(lakes: dict[str, Path]) -> None:
@@ -84,8 +136,8 @@ def test_shard_files_are_byte_identical(lakes: dict[str, Path]) -> None:
     manifest = io.read(lakes["embedded"], T.SHARD_MANIFEST, chunk=KEY).to_pylist()
     assert len(manifest) >= 3
     for row in manifest:
-        a, b = ((lakes[k] / "shards" / row["path"]).read_bytes() for k in ("embedded", "spark"))
-        assert a == b, row["path"]
+        a, b, c = ((lakes[k] / "shards" / row["path"]).read_bytes() for k in ("embedded", "spark", "cluster"))
+        assert a == b == c, row["path"]
 
 
 def test_the_engine_says_how_it_commits(lakes: dict[str, Path]) -> None:
