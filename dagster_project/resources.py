@@ -44,11 +44,11 @@ class EngineResource(dg.ConfigurableResource):
     parts_per_core: int = 4
 
     def engine(self) -> Engine:
-        return _engine(self.kind, self.spark_master, self.spark_delta, self.parts_per_core)
+        return shared_engine(self.kind, self.spark_master, self.spark_delta, self.parts_per_core)
 
 
 @cache
-def _engine(kind: str, master: str, delta: str, parts_per_core: int) -> Engine:
+def shared_engine(kind: str, master: str, delta: str, parts_per_core: int) -> Engine:
     # one engine (one Spark session) per process: every step of an in-process run shares it
     if kind == "spark":
         return make_engine(kind, master=master, delta=delta, parts_per_core=parts_per_core)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,10 +23,10 @@ import pytest
 
 from dagster_project.assets import ingest, labels, shards, targets
 from dagster_project.partitions import CHUNKS_PARTITION
-from dagster_project.resources import EngineResource, LakeResource, PAISourceResource, _engine
+from dagster_project.resources import EngineResource, LakeResource, PAISourceResource, shared_engine
 from lake import io
 from lake import tables as T
-from tests.conftest import rewrite_zip
+from tests.conftest import free_port, rewrite_zip
 from tests.engines.test_engines import assert_tables_equal
 from transforms import pai_layout as L
 
@@ -51,26 +50,20 @@ def run_spine(twin: str, lake: str, kind: str, master: str = "local[2]") -> None
     assert res.success
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Spark standalone master and one 2-core worker, started with the compose profile's commands."""
     spark_class = shutil.which("spark-class", path=str(Path(sys.executable).parent))
     assert spark_class, "spark-class comes with pyspark: make setup"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "SPARK_WORKER_DIR": str(tmp_path_factory.mktemp("spark-work")), "PYSPARK_PYTHON": sys.executable}
     logs = tmp_path_factory.mktemp("spark-logs")
     procs = [subprocess.Popen([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port",
-                               str(port), "--webui-port", str(_free_port())], env=env, start_new_session=True,
+                               str(port), "--webui-port", str(free_port())], env=env, start_new_session=True,
                               stdout=open(logs / "master.log", "w"), stderr=subprocess.STDOUT)]
     master = f"spark://127.0.0.1:{port}"
     procs.append(subprocess.Popen([spark_class, "org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1",
-                                   "--cores", "2", "--memory", "2g", "--webui-port", str(_free_port())], env=env,
+                                   "--cores", "2", "--memory", "2g", "--webui-port", str(free_port())], env=env,
                                   start_new_session=True, stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT))
     try:
         deadline = time.monotonic() + 120
@@ -141,7 +134,7 @@ def test_shard_files_are_byte_identical(lakes: dict[str, Path]) -> None:
 
 
 def test_the_engine_says_how_it_commits(lakes: dict[str, Path]) -> None:
-    eng = _engine("spark", "local[2]", "auto", 4)  # the session the runs above used
+    eng = shared_engine("spark", "local[2]", "auto", 4)  # the session the runs above used
     text = eng.describe()
     assert text.startswith("spark local[2] (2 cores)")
     if eng.delta_spark:  # a machine with the delta-spark jar on its classpath

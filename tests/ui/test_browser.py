@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -14,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.ui
 
@@ -31,16 +32,10 @@ if not (CHROMIUM and CHROMEDRIVER):
                 allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`make ui` in its own process group (job control), so that it can be stopped as a whole."""
-    home, port = tmp_path_factory.mktemp("dagster_home"), _free_port()
+    home, port = tmp_path_factory.mktemp("dagster_home"), free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "UI_PORT": str(port),
            "FLYWHEEL_LAKE": str(home / "lake"), "FLYWHEEL_TWIN_DIR": str(home / "twin")}
     log = (home / "ui.log").open("w")
