@@ -162,6 +162,12 @@ class SparkEngine:
             log.info("spark engine: %s", self.describe())
         return self._spark
 
+    def stop(self) -> None:
+        """End the Spark session (and its JVM's work) if one was started."""
+        if self._spark is not None:
+            self._spark.stop()
+            self._spark = None
+
     @property
     def delta_spark(self) -> bool:
         """Whether reads and commits go through delta-spark (else delta-rs commits Spark's results)."""

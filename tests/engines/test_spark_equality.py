@@ -79,6 +79,15 @@ def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             p.wait(timeout=60)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _stop_local_spark() -> Iterator[None]:
+    """The runs below start this process's local[2] session; stop it after the module, so the JVM
+    does not sit beside the slow tests that follow."""
+    yield
+    shared_engine("spark", "local[2]", "auto", 4).stop()  # type: ignore[attr-defined]
+    shared_engine.cache_clear()
+
+
 @pytest.fixture(scope="module")
 def lakes(twin_dir: Path, tmp_path_factory: pytest.TempPathFactory, standalone: str) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("engines")
