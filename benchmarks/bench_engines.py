@@ -146,8 +146,9 @@ def main() -> None:
     for what, per_clip in lines:
         core_h = PAI_CLIPS * per_clip / 3600
         need = PAI_CLIPS * per_clip / (DAY_S * EFFICIENCY)
+        nodes = math.ceil(need / NODE_CORES)
         print(f"- {what}: {per_clip:.3f} core-s per clip -> {core_h:,.0f} core-hours -> {math.ceil(need):,} cores "
-              f"= {math.ceil(need / NODE_CORES):,} nodes of {NODE_CORES} cores")
+              f"= {nodes:,} node{'s' if nodes != 1 else ''} of {NODE_CORES} cores")
 
 
 if __name__ == "__main__":
