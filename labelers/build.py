@@ -19,6 +19,7 @@ from transforms import pai_layout as L
 from transforms.frames import FrameDecodeError, decode_frames
 from transforms.source import ChunkFiles
 from transforms.twin.writer import twin_gt_paths
+from transforms.unicycle import window_rows
 from transforms.zipread import MemberError, ZipMembers
 
 
@@ -107,9 +108,6 @@ def attach_front_images(contexts: list[WindowContext],
     return out, failed
 
 
-FLAGGED = pa.schema([("clip_id", pa.string()), ("t0_us", pa.int64()), ("reason", pa.string())])
-
-
 @dataclass(frozen=True)
 class LabelPlan:
     chunk: str
@@ -132,6 +130,4 @@ def labels_part(plan: LabelPlan, clip_ids: list[str], inputs: dict[str, pa.Table
     if plan.image:
         contexts, no_image = attach_front_images(contexts, plan.files)
     out = label_windows(plan.labeler, contexts, chunk=plan.chunk, seed=plan.seed)
-    flagged = [*out.failures, *no_image]
-    return {"labels": out.table, "flagged": pa.table({"clip_id": [f[0] for f in flagged], "t0_us": [f[1] for f in flagged],
-                                                      "reason": [f[2] for f in flagged]}, schema=FLAGGED)}
+    return {"labels": out.table, "flagged": window_rows([*out.failures, *no_image])}

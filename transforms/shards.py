@@ -35,7 +35,7 @@ from lake.io import fixed_lists
 from transforms import pai_layout as L
 from transforms.frames import FrameDecodeError, decode_frames
 from transforms.source import ChunkFiles, sha256_of
-from transforms.unicycle import N_FUT, N_HIST
+from transforms.unicycle import N_FUT, N_HIST, WINDOW_QUARANTINE, window_rows
 from transforms.zipread import MemberError, ZipMembers
 
 SHARD_MTIME = 1_700_000_000  # fixed member mtime: reproducible bytes
@@ -408,7 +408,7 @@ class ShardsPlan:
 SAMPLE_MEMBER = pa.struct([("name", pa.string()), ("data", pa.binary())])
 SHARD_PART_OUTPUTS = {
     "samples": pa.schema([("key", pa.string()), ("members", pa.list_(SAMPLE_MEMBER))]),
-    "quarantined": pa.schema([("clip_id", pa.string()), ("t0_us", pa.int64()), ("reason", pa.string())]),
+    "quarantined": WINDOW_QUARANTINE,
     "stats": pa.schema([("frames_decoded", pa.int64())]),
 }
 
@@ -427,10 +427,8 @@ def shards_part(plan: ShardsPlan, clip_ids: list[str], inputs: dict[str, pa.Tabl
         if m is not None:
             keys.append(w.key)
             members.append([{"name": n, "data": d} for n, d in m])
-    q = result.quarantined
     return {"samples": pa.table({"key": keys, "members": members}, schema=SHARD_PART_OUTPUTS["samples"]),
-            "quarantined": pa.table({"clip_id": [r[0] for r in q], "t0_us": [r[1] for r in q],
-                                     "reason": [r[2] for r in q]}, schema=SHARD_PART_OUTPUTS["quarantined"]),
+            "quarantined": window_rows(result.quarantined),
             "stats": pa.table({"frames_decoded": [result.frames_decoded]}, schema=SHARD_PART_OUTPUTS["stats"])}
 
 

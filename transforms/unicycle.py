@@ -433,6 +433,12 @@ class TargetsPlan:
 WINDOW_QUARANTINE = pa.schema([("clip_id", pa.string()), ("t0_us", pa.int64()), ("reason", pa.string())])
 
 
+def window_rows(rows: list[tuple[str, int, str]] | tuple[tuple[str, int, str], ...]) -> pa.Table:
+    """(clip_id, t0_us, reason) of windows left out by a stage, as a part function's output table."""
+    return pa.table({"clip_id": [r[0] for r in rows], "t0_us": [r[1] for r in rows], "reason": [r[2] for r in rows]},
+                    schema=WINDOW_QUARANTINE)
+
+
 def targets_part(plan: TargetsPlan, clip_ids: list[str], inputs: dict[str, pa.Table]) -> dict[str, pa.Table]:
     """The targets of some clips (an engine part function: see engines/__init__.py).
 
@@ -441,6 +447,4 @@ def targets_part(plan: TargetsPlan, clip_ids: list[str], inputs: dict[str, pa.Ta
     """
     out = targets_for_chunk(inputs["egomotion"], inputs["clips"], chunk=plan.chunk, params=plan.params,
                             step_s=plan.step_s)
-    q = out.quarantine
-    return {"targets": out.table, "quarantine": pa.table(
-        {"clip_id": [r[0] for r in q], "t0_us": [r[1] for r in q], "reason": [r[2] for r in q]}, schema=WINDOW_QUARANTINE)}
+    return {"targets": out.table, "quarantine": window_rows(out.quarantine)}

@@ -8,11 +8,12 @@ from dagster_project.assets._meta import preview, quarantine_rows
 from dagster_project.partitions import chunks
 from dagster_project.resources import EngineResource, LakeResource
 from engines import EmbeddedEngine, Input
-from labelers.build import FLAGGED, LabelPlan, labels_part
+from labelers.build import LabelPlan, labels_part
 from labelers.registry import IMAGE_LABELERS, MODEL_LABELERS, make_labeler
 from lake import tables as T
 from transforms.pai_layout import chunk_id_of
 from transforms.source import chunk_files_from_manifest
+from transforms.unicycle import WINDOW_QUARANTINE
 
 STAGE = "commander_labels"
 
@@ -36,7 +37,7 @@ def commander_labels(context: dg.AssetExecutionContext, config: CommanderLabelsC
     clips = set(lake.read(T.UNICYCLE_TARGETS, chunk=key, columns=["clip_id"]).column("clip_id").to_pylist())
     out = eng.map_parts(labels_part, LabelPlan(key, files, labeler, labeler.name in IMAGE_LABELERS, config.phrasing_seed),
                         sorted(clips), {"targets": Input(T.UNICYCLE_TARGETS, key)},
-                        {"labels": T.COMMANDER_LABELS.schema, "flagged": FLAGGED}, root=lake.root)
+                        {"labels": T.COMMANDER_LABELS.schema, "flagged": WINDOW_QUARANTINE}, root=lake.root)
     labels = out["labels"]
     flagged = [(r["clip_id"], "label_failed", f"{labeler.name} {labeler.version} t0={r['t0_us'] / 1e6:.1f} s: {r['reason']}")
                for r in out["flagged"].to_pylist()]
