@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import webdataset as wds
 from PIL import Image
 
-from evals.comfort import extended_comfort, history_comfort, kinematics_from_poses
+from evals.comfort import comfort, extended_comfort, history_states, plan_states
 from evals.displacement import displacement_errors
 from evals.pdm import epdms, pdms
 from evals.pdm_twin import HORIZON_STEPS, ego_progress, human_filter, score_rollouts, to_anchor
@@ -33,7 +33,7 @@ from transforms.index import frame_poses
 LOGGED = "logged"
 EC_SHIFT_STEPS = 5  # consecutive NAVSIM frames are 0.5 s apart; windows are too
 WINDOW_STEP_US = 500_000
-FILTERED_SCORES = ("nc", "dac", "ddc", "tlc", "ttc", "ep", "lk", "hc", "c", "ec")
+FILTERED_SCORES = ("nc", "dac", "ddc", "tlc", "ttc", "lk")  # v2's human filter (see _aggregate_window)
 METRICS = EVAL_METRICS  # the eval tables' metric columns
 
 
@@ -112,21 +112,19 @@ def _with_origin(xy: np.ndarray, yaw: np.ndarray, steps: int) -> tuple[np.ndarra
 
 
 def comfort_scores(windows: list[EvalWindow], plans: Plans) -> dict[str, np.ndarray]:
-    """C (the plan from t0, 4 s), HC (history + plan) and EC (vs the previous window's plan; NaN without one)."""
+    """C (the plan's states from t0 over 4 s, PDMS v1), HC (NAVSIM's interpolated history, then the
+    plan's states) and EC (vs the previous window's plan, cropped to the overlap; NaN without one)."""
     pxy, pyaw = _with_origin(plans.xy, plans.yaw, HORIZON_STEPS)
-    c, _ = history_comfort(kinematics_from_poses(pxy, pyaw))
-    hxy = np.stack([w.history_xy for w in windows])
-    hyaw = np.stack([w.history_yaw for w in windows])
-    hc, _ = history_comfort(kinematics_from_poses(np.concatenate([hxy, plans.xy[:, :HORIZON_STEPS]], 1),
-                                                  np.concatenate([hyaw, plans.yaw[:, :HORIZON_STEPS]], 1)))
+    states = plan_states(pxy, pyaw)  # (B, 41, 11)
+    c, _ = comfort(states)
+    past = history_states(np.stack([w.history_xy for w in windows]), np.stack([w.history_yaw for w in windows]))
+    hc, _ = comfort(np.concatenate([past, states], 1))
     index = {(w.clip_id, w.t0_us): i for i, w in enumerate(windows)}
     prev = np.array([index.get((w.clip_id, w.t0_us - WINDOW_STEP_US), -1) for w in windows])
     ec = np.full(len(windows), np.nan)
     has = prev >= 0
     if has.any():
-        cur_k = kinematics_from_poses(pxy[has], pyaw[has])
-        prev_k = kinematics_from_poses(pxy[prev[has]], pyaw[prev[has]])
-        ec[has] = extended_comfort(prev_k, cur_k, EC_SHIFT_STEPS)
+        ec[has] = extended_comfort(states[prev[has]], states[has], EC_SHIFT_STEPS)
     return {"c": c, "hc": hc, "ec": ec}
 
 
@@ -173,7 +171,13 @@ def score(windows: list[EvalWindow], plans: dict[str, Plans], scenes: dict[str, 
 
 def _aggregate_window(per: dict[str, dict[str, np.ndarray]], names: list[str], i: int,
                       filtered: list[list[str]]) -> None:
-    """EP, the human filter, PDMS and EPDMS of window i for every policy (in place)."""
+    """EP, the human filter, PDMS and EPDMS of window i for every policy (in place).
+
+    PDMS is v1's and v1 had no human filter: it takes the sub-scores as scored. EPDMS takes them
+    after v2's filter, whose reference is the logged driver scored without a history (so its HC is
+    1) and as the only proposal (so its EP is 1): only NC, DAC, DDC, TLC, TTC and LK can filter.
+    EC is NaN for a window with no previous frame, and EPDMS then leaves it out.
+    """
     def mult(n: str) -> float:
         return float(per[n]["nc"][i] * per[n]["dac"][i] * per[n]["ddc"][i] * per[n]["tlc"][i])
 
@@ -183,15 +187,14 @@ def _aggregate_window(per: dict[str, dict[str, np.ndarray]], names: list[str], i
                                        float(ref["progress_m"][i]), mult(LOGGED))[0]
     human = {k: float(ref[k][i]) for k in FILTERED_SCORES if not np.isnan(ref[k][i])}
     for n in names:
-        s = {k: np.array([per[n][k][i]]) for k in FILTERED_SCORES}
+        g = {k: per[n][k][i] for k in ("nc", "dac", "ttc", "ep", "c")}
+        per[n]["pdms"][i] = pdms(g["nc"], g["dac"], g["ttc"], g["ep"], g["c"])
         if n != LOGGED:  # the driver is the filter: it is reported as it scores
-            s, filtered[i] = human_filter(s, human)
+            s, filtered[i] = human_filter({k: np.array([per[n][k][i]]) for k in FILTERED_SCORES}, human)
             for k in FILTERED_SCORES:
                 per[n][k][i] = s[k][0]
-        ec = 1.0 if np.isnan(per[n]["ec"][i]) else per[n]["ec"][i]  # no earlier plan: nothing inconsistent
-        g = {k: per[n][k][i] for k in ("nc", "dac", "ddc", "tlc", "ttc", "ep", "lk", "hc", "c")}
-        per[n]["pdms"][i] = pdms(g["nc"], g["dac"], g["ttc"], g["ep"], g["c"])
-        per[n]["epdms"][i] = epdms(g["nc"], g["dac"], g["ddc"], g["tlc"], g["ep"], g["ttc"], g["lk"], g["hc"], ec)
+        g = {k: per[n][k][i] for k in ("nc", "dac", "ddc", "tlc", "ttc", "ep", "lk", "hc", "ec")}
+        per[n]["epdms"][i] = epdms(g["nc"], g["dac"], g["ddc"], g["tlc"], g["ep"], g["ttc"], g["lk"], g["hc"], g["ec"])
 
 
 def summarize(rows: list[dict[str, object]], splits: Sequence[str] | None = None) -> list[dict[str, object]]:
