@@ -27,7 +27,7 @@ ASSET_TABLES: dict[str, tuple[Table, ...]] = {
     "commander_labels": (T.COMMANDER_LABELS,),
     "webdataset_shards": (T.SHARD_MANIFEST, T.QUARANTINE),
     "train_field_agent": (T.TRAINING_RUNS, T.TRAINING_METRICS),
-    "navsim_eval": (T.EVAL_RUNS, T.EVAL_WINDOWS),
+    "navsim_eval": (T.EVAL_RUNS, T.EVAL_WINDOWS, T.EVAL_STATS),
 }
 WHOLE = "all"  # the partition_key of tables validated whole (not partitioned by chunk)
 

@@ -26,6 +26,7 @@ from evals.pdm import epdms, pdms
 from evals.pdm_twin import HORIZON_STEPS, ego_progress, human_filter, score_rollouts, to_anchor
 from evals.policies import constant_controls, constant_velocity, wrong_commands
 from evals.scene import ClipScene
+from evals.scorecard import BASELINES, FIELD_AGENT, WRONG_COMMAND
 from lake.io import fixed_lists
 from lake.tables import EVAL_METRICS
 from transforms.index import frame_poses
@@ -235,8 +236,6 @@ def poses_at(egomotion: pa.Table, keys: Sequence[tuple[str, int]]) -> dict[tuple
     return out
 
 
-FIELD_AGENT, WRONG_COMMAND = "field_agent", "wrong_command"
-BASELINES = ("constant_velocity", "constant_controls")
 
 
 def evaluate(windows: list[EvalWindow], act: AgentFn | None, scenes: dict[str, ClipScene] | None,

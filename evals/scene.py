@@ -29,6 +29,7 @@ class ClipScene:
     tick0_us: int
     agents: np.ndarray
     track_ids: np.ndarray  # (A,)
+    scenario: str = ""  # the twin's scenario (cruise, follow, ...)
 
     def agents_at(self, t_us: np.ndarray) -> np.ndarray:
         """(A, K, 6) agent states at times t_us (K,) (nearest tick; NaN outside the ground truth)."""
@@ -72,5 +73,5 @@ def clip_scenes(gt: dict[str, pd.DataFrame]) -> dict[str, ClipScene]:
             ok = (k >= 0) & (k < n)
             cols = tr[["x_m", "y_m", "yaw_rad", "length_m", "width_m", "speed_mps"]].to_numpy(np.float64)
             agents[j, k[ok]] = cols[ok]
-        out[str(clip)] = ClipScene(str(clip), road, tick0, agents, ids)
+        out[str(clip)] = ClipScene(str(clip), road, tick0, agents, ids, str(sc.get("scenario", "")))
     return out

@@ -27,7 +27,8 @@ from flywheel.settings import Settings
 INGEST_ASSETS = "raw_chunks,clip_index,egomotion,frames"
 # the per-chunk part of the graph the main job runs, then the assets over all chunks
 CHUNK_ASSETS = f"{INGEST_ASSETS},unicycle_targets,commander_labels,webdataset_shards"
-GLOBAL_ASSETS = "train_field_agent,navsim_eval"  # one run: the eval scores the checkpoint just trained
+# one run: the benchmark set (built once, then reused), training, and the eval of the checkpoint just trained
+GLOBAL_ASSETS = "benchmark_set,train_field_agent,navsim_eval"
 
 
 def _instance():  # noqa: ANN202 (DagsterInstance; dagster is imported lazily to keep `twin` fast)
@@ -142,8 +143,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     materialize("data_qa_report", [""])
     print(f"\ndemo: {GLOBAL_ASSETS},data_qa_report in {time.perf_counter() - t1:.0f} s; "
           f"lake at {Path(settings.lake).resolve()}")
+    print_eval_summary(settings.lake)  # the headline first: the agent against the strongest baseline
     print_training_summary(settings.lake)
-    print_eval_summary(settings.lake)
     print_qa_summary(settings.lake)
     return cmd_tables(args)
 
@@ -164,34 +165,46 @@ def print_qa_summary(lake: str) -> None:
 
 
 def print_training_summary(lake: str) -> None:
-    """The latest training run's validation figures, as the asset recorded them."""
+    """The latest training run's last validation against the strongest baseline, as the asset recorded it."""
     from lake import io
-    from lake.tables import TRAINING_RUNS
+    from lake.tables import TRAINING_METRICS, TRAINING_RUNS
+    from trainers.train import val_headline
 
     runs = io.read(lake, TRAINING_RUNS).to_pylist()
     if not runs:
         return
     r = max(runs, key=lambda r: r["finished_us"])
-    if r["val_ade_6p4s_m"] is not None:
-        print(f"train_field_agent: run {r['run_id']} ({r['steps']} steps, {r['profile']}): val ADE@6.4 s "
-              f"{r['val_ade_6p4s_m']:.3f} m vs constant velocity {r['cv_ade_6p4s_m']:.3f} m on {r['val_windows']} "
-              f"windows; checkpoint {r['checkpoint']}")
+    val = [m for m in io.read(lake, TRAINING_METRICS, where={"run_id": r["run_id"]}).to_pylist() if m["split"] == "val"]
+    last = max((m["step"] for m in val), default=None)
+    final = {m["name"]: m["value"] for m in val if m["step"] == last}
+    if "d_ca_ade_6p4s" in final:
+        print(f"train_field_agent: run {r['run_id']} ({r['steps']} steps, {r['profile']}), checkpoint {r['checkpoint']}\n"
+              f"  {val_headline(final)}")
 
 
 def print_eval_summary(lake: str) -> None:
-    """The latest navsim_eval's score table (all evaluated windows), as the asset recorded it."""
+    """The latest navsim_eval: the headline (the agent against the strongest baseline, with intervals),
+    the per-scenario table of the headline split, and the score table of all evaluated windows."""
     from evals.navsim_eval import score_table_md
+    from evals.scorecard import group_table_md, headline, headline_split
     from lake import io
-    from lake.tables import EVAL_RUNS
+    from lake.tables import EVAL_RUNS, EVAL_STATS
 
     rows = io.read(lake, EVAL_RUNS).to_pylist()
     if not rows:
         return
     latest = max(r["finished_us"] for r in rows)
     rows = [r for r in rows if r["finished_us"] == latest]
+    stats = [s for s in io.read(lake, EVAL_STATS, where={"run_id": rows[0]["run_id"]}).to_pylist()]
     splits = sorted({r["split"] for r in rows} - {"all"})
-    print(f"\nnavsim_eval: run {rows[0]['run_id']} on {'+'.join(splits)} windows (ADE/FDE in m; NAVSIM sub-scores "
-          "and PDMS/EPDMS in [0, 1] on the twin's ground truth):")
+    print(f"\nnavsim_eval: run {rows[0]['run_id']} on {'+'.join(splits)} windows")
+    if stats:
+        for line in headline(stats):
+            print(f"  {line}")
+        split = headline_split(stats)
+        for m in ("epdms", "ade_6p4s"):
+            print(f"\nper scenario, {split}:\n" + group_table_md(stats, split, "scenario", m))
+    print("\nall evaluated windows (ADE/FDE in m; NAVSIM sub-scores and PDMS/EPDMS in [0, 1] on the twin's ground truth):")
     print(score_table_md(rows))
 
 

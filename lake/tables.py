@@ -163,6 +163,21 @@ EVAL_RUNS = Table(
     key=("run_id", "policy", "split"),
 )
 
+EVAL_STATS = Table(
+    "eval_stats", "eval",
+    # one row per (evaluated run, split, group, policy, metric): the mean over the group's windows with
+    # a 95% interval resampling clips; for the agent (vs the strongest baseline on that metric in that
+    # group) and the wrong-command ablation (vs the agent), the paired difference this policy − `vs`
+    # (`diff_*`) over the same windows; group_kind: all | scenario | meta_action
+    _s(_req("run_id", pa.string()), _req("split", pa.string()), _req("group_kind", pa.string()),
+       _req("group", pa.string()), _req("policy", pa.string()), _req("metric", pa.string()),
+       _req("mean", pa.float64()), ("lo", pa.float64()), ("hi", pa.float64()), _req("windows", pa.int64()),
+       _req("clips", pa.int64()), ("vs", pa.string()), ("diff_mean", pa.float64()), ("diff_lo", pa.float64()),
+       ("diff_hi", pa.float64()), _req("finished_us", pa.int64())),
+    partition_by=("run_id",),
+    key=("run_id", "split", "group_kind", "group", "policy", "metric"),
+)
+
 QA_RESULTS = Table(
     "qa_results", "qa",
     # one row per expectation of the latest data-QA validation of a (table, partition): what the
@@ -178,4 +193,4 @@ QA_RESULTS = Table(
 )
 
 ALL_TABLES = (CHUNKS, CLIPS, EGOMOTION, FRAMES, UNICYCLE_TARGETS, COMMANDER_LABELS, SHARD_MANIFEST, QUARANTINE,
-              TRAINING_METRICS, TRAINING_RUNS, EVAL_WINDOWS, EVAL_RUNS, QA_RESULTS)
+              TRAINING_METRICS, TRAINING_RUNS, EVAL_WINDOWS, EVAL_RUNS, EVAL_STATS, QA_RESULTS)

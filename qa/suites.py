@@ -294,4 +294,10 @@ SUITES: dict[str, Suite] = {s.table.name: s for s in (
         between("windows", 1, None, "scored at least one window"),
         *(between(m, 0.0, 1.0, f"{m} in 0..1") for m in ("pdms", "epdms")),
     ), blocking=False),
+    Suite(T.EVAL_STATS, (
+        *schema_checks(T.EVAL_STATS),
+        *not_null(("mean", "lo", "hi")),
+        between("clips", 1, None, "every estimate has a clip"),
+        in_set("group_kind", ("all", "scenario", "meta_action"), "group kinds"),
+    ), blocking=False),
 )}

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 from evals.displacement import constant_velocity_xy, displacement_errors
+from evals.policies import constant_controls
+from evals.stats import paired_difference, verdict_word
 from trainers import checkpoint as C
 from trainers.actions import ActionMode, from_model, rollout, to_model
 from trainers.data import make_loader, state_action_samples
@@ -227,14 +229,19 @@ def trajectory_term(v_t: torch.Tensor, noise: torch.Tensor, time_: torch.Tensor,
     return ((xy - future_xy).norm(dim=-1).mean(dim=1) * (1 - time_)).mean()
 
 
+BASELINE_PREFIX = {"cv": "constant velocity", "ca": "constant (a, κ)"}  # the val baselines, as metric prefixes
+
+
 @torch.no_grad()
 def validate(policy: Any, pre: Any, post: Any, val: list[dict[str, Any]], cfg: Any, *, seed: int,
              device: str, mode: ActionMode) -> dict[str, float]:
     """Val flow-matching loss (fixed noise and times) and displacement errors of sampled chunks,
-    with the constant-velocity baseline on the same windows."""
+    beside the constant-velocity (`cv_*`) and constant-(a, κ) (`ca_*`) baselines on the same windows,
+    and the agent's paired ADE@6.4 s difference to each (`d_cv_ade_6p4s` with `_lo`/`_hi`: a 95%
+    interval resampling the val clips)."""
     policy.eval()
     g = torch.Generator().manual_seed(seed)
-    losses, preds, truths, v0s = [], [], [], []
+    losses, preds, truths, states, keys = [], [], [], [], []
     for b in val:
         n = len(b["key"])
         shape = (n, cfg.chunk_size, cfg.max_action_dim)
@@ -243,16 +250,36 @@ def validate(policy: Any, pre: Any, post: Any, val: list[dict[str, Any]], cfg: A
         losses.append(float(loss) * n)
         obs = pre({k: v for k, v in to_policy_batch(b, device).items() if k != "action"})
         chunk = post(policy.predict_action_chunk(obs, noise=torch.randn(shape, generator=g).to(device)))
-        v0 = b["state"][:, 0]
-        preds.append(rollout(from_model(chunk.float().cpu(), b["state"], mode), v0)[2].numpy())
+        preds.append(rollout(from_model(chunk.float().cpu(), b["state"], mode), b["state"][:, 0])[2].numpy())
         truths.append(b["future"][..., :2].numpy())
-        v0s.append(v0.numpy())
-    pred, true, v0 = np.concatenate(preds), np.concatenate(truths), np.concatenate(v0s)
-    out = {"val_loss": sum(losses) / len(pred), "windows": float(len(pred))}
-    out |= {k: float(v.mean()) for k, v in displacement_errors(pred, true).items()}
-    out |= {f"cv_{k}": float(v.mean()) for k, v in displacement_errors(constant_velocity_xy(v0), true).items()}
+        states.append(b["state"].numpy().astype(np.float64))
+        keys += list(b["key"])
+    pred, true, st = np.concatenate(preds), np.concatenate(truths), np.concatenate(states)
+    clips = [k.rsplit("_", 1)[0] for k in keys]  # shard keys are <clip_id>_<t0_us>
+    errs = {"": displacement_errors(pred, true), "cv": displacement_errors(constant_velocity_xy(st[:, 0]), true),
+            "ca": displacement_errors(constant_controls(st[:, 0], st[:, 1], st[:, 2])[0], true)}
+    out = {"val_loss": sum(losses) / len(pred), "windows": float(len(pred)), "clips": float(len(set(clips)))}
+    for prefix, e in errs.items():
+        out |= {f"{prefix}_{k}" if prefix else k: float(v.mean()) for k, v in e.items()}
+    for prefix in BASELINE_PREFIX:
+        d = paired_difference(errs[""]["ade_6p4s"], errs[prefix]["ade_6p4s"], clips, seed=seed)
+        out |= {f"d_{prefix}_ade_6p4s": d.mean, f"d_{prefix}_ade_6p4s_lo": d.lo, f"d_{prefix}_ade_6p4s_hi": d.hi}
     policy.train()
     return out
+
+
+def strongest_baseline(final: dict[str, float]) -> str:
+    """The metric prefix of the val baseline with the lower ADE@6.4 s."""
+    return min(BASELINE_PREFIX, key=lambda p: final[f"{p}_ade_6p4s"])
+
+
+def val_headline(final: dict[str, float]) -> str:
+    """The last validation against the strongest baseline on the same windows, with the paired interval."""
+    b = strongest_baseline(final)
+    d, lo, hi = final[f"d_{b}_ade_6p4s"], final[f"d_{b}_ade_6p4s_lo"], final[f"d_{b}_ade_6p4s_hi"]
+    return (f"val ADE@6.4 s: agent {final['ade_6p4s']:.3f} m {verdict_word(lo, hi, higher_is_better=False)} "
+            f"{BASELINE_PREFIX[b]} {final[f'{b}_ade_6p4s']:.3f} m (the strongest baseline; difference {d:+.3f} m, "
+            f"95% [{lo:+.3f}, {hi:+.3f}] over {int(final.get('clips', 0))} clips, {int(final['windows'])} windows)")
 
 
 def _rows(step: int, split: str, values: dict[str, float], wall_s: float) -> list[dict[str, Any]]:
@@ -426,7 +453,8 @@ def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_d
                 last_val = validate(policy, pre, post, val, cfg, seed=tc.seed, device=tc.device, mode=spec.action_mode)
             metrics += _rows(step, "val", last_val, time.perf_counter() - t_start)
             log(f"val @ {step}: loss {last_val['val_loss']:.4f}, ADE@6.4s {last_val['ade_6p4s']:.3f} m "
-                f"(constant velocity {last_val['cv_ade_6p4s']:.3f} m) on {int(last_val['windows'])} windows")
+                f"(constant velocity {last_val['cv_ade_6p4s']:.3f} m, constant (a, κ) {last_val['ca_ade_6p4s']:.3f} m) "
+                f"on {int(last_val['windows'])} windows")
         if step % tc.checkpoint_every == 0 or step == tc.steps:
             save(step, i + 1, ep, last_val)
     bar.close()

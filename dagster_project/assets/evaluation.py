@@ -10,8 +10,9 @@ import pyarrow as pa
 from pydantic import Field
 
 from dagster_project.assets._meta import png
-from dagster_project.partitions import POOL_ACCELERATOR
+from dagster_project.partitions import POOL_ACCELERATOR, POOL_DECODE
 from dagster_project.resources import LakeResource
+from evals.benchmark import BENCHMARK_DIR, BenchmarkConfig, benchmark_clip_ids, build_benchmark, check_disjoint
 from evals.navsim_eval import (
     LOGGED,
     EvalWindow,
@@ -25,16 +26,42 @@ from evals.navsim_eval import (
     summarize,
 )
 from evals.scene import ClipScene, clip_scenes
+from evals.scorecard import HEADLINE_METRICS, group_table_md, headline, headline_metadata, headline_split, statistics
 from labelers.build import load_twin_gt
+from lake import io
 from lake import tables as T
 from transforms.pai_layout import chunk_id_of
 from transforms.plots import bev_png
 from transforms.source import chunk_files_from_manifest
+from transforms.twin.writer import BENCHMARK_SPLIT
+
+
+class BenchmarkSetConfig(dg.Config):
+    clips_per_scenario: int = 6  # the benchmark twin: every scenario this many times (8 scenarios)
+    seconds: float = 20.0
+    image_width: int = 256  # the frames and shards, as the training shards are exported
+    image_height: int = 144
+
+
+@dg.asset(group_name="evaluation", kinds={"delta", "webdataset"}, pool=POOL_DECODE)
+def benchmark_set(context: dg.AssetExecutionContext, config: BenchmarkSetConfig,
+                  lake: LakeResource) -> dg.MaterializeResult:
+    """A held-out twin with its own seed (every scenario, never trained on) in a lake of its own, built once."""
+    cfg = BenchmarkConfig(config.clips_per_scenario, config.image_width, config.image_height, config.seconds)
+    root = Path(lake.root) / BENCHMARK_DIR
+    bench = build_benchmark(root, root / "twin", cfg, log=context.log.info)
+    check_disjoint(set(lake.read(T.CLIPS, columns=["clip_id"]).column("clip_id").to_pylist()), benchmark_clip_ids(root))
+    clips = io.read(str(root), T.CLIPS, where={"status": "ok"}, columns=["clip_id"]).num_rows
+    return dg.MaterializeResult(metadata={
+        "root": dg.MetadataValue.path(str(root)), "clips": clips, "windows": bench.windows,
+        "clips_per_scenario": config.clips_per_scenario, "built": bench.built,
+        "seed": BenchmarkConfig().twin().seed})
 
 
 class NavsimEvalConfig(dg.Config):
     run_id: str = ""  # the training run to score; "" = the latest finished one in eval.training_runs
-    splits: list[str] = Field(default_factory=lambda: ["val", "test"])  # held-out splits (train would flatter)
+    # held-out splits (train would flatter): the training chunks' val/test, and the benchmark set
+    splits: list[str] = Field(default_factory=lambda: ["val", "test", BENCHMARK_SPLIT])
     max_windows: int = 0  # 0 = every window of those splits
     wrong_command: bool = True  # also score the agent given another window's command
     seed: int = 0  # the agent's sampling noise and the wrong-command pairing
@@ -44,19 +71,27 @@ class NavsimEvalConfig(dg.Config):
     labeler_version: str = "1.0"
 
 
-def _world(lake: LakeResource, windows: list[EvalWindow]) -> tuple[dict[str, ClipScene], dict]:
-    """The twin's scenes (none for real PAI chunks) and ego poses at each window's t0."""
+def _windows(root: str, splits: list[str], config: "NavsimEvalConfig", context: dg.AssetExecutionContext
+             ) -> tuple[list[EvalWindow], dict[str, ClipScene], dict]:
+    """The held-out windows of these splits in the lake at `root`, the twin's scenes (none for real PAI
+    chunks) and the ego poses at each window's t0."""
+    urls = eval_shards(io.read(root, T.SHARD_MANIFEST), str(Path(root) / "shards"), labeler=config.labeler,
+                       labeler_version=config.labeler_version, splits=splits)
+    windows, unmatched = read_windows(urls, io.read(root, T.UNICYCLE_TARGETS), max_windows=config.max_windows)
+    if unmatched:
+        context.log.warning(f"{unmatched} shard samples under {root} have no unicycle_targets row (stale shards?) and "
+                            "were skipped")
     scenes: dict[str, ClipScene] = {}
     poses: dict = {}
     for chunk in sorted({w.chunk for w in windows}):
-        files = chunk_files_from_manifest(lake.read(T.CHUNKS, chunk=chunk), chunk_id_of(chunk))
+        files = chunk_files_from_manifest(io.read(root, T.CHUNKS, chunk=chunk), chunk_id_of(chunk))
         gt = load_twin_gt(files)
         if gt is None:
             continue
         scenes |= clip_scenes(gt)
         keys = [(w.clip_id, w.t0_us) for w in windows if w.chunk == chunk]
-        poses |= poses_at(lake.read(T.EGOMOTION, chunk=chunk), keys)
-    return scenes, poses
+        poses |= poses_at(io.read(root, T.EGOMOTION, chunk=chunk), keys)
+    return windows, scenes, poses
 
 
 def _agent_fn(checkpoint: str, device: str):  # noqa: ANN202 (a closure over the loaded policy)
@@ -75,49 +110,57 @@ def _agent_fn(checkpoint: str, device: str):  # noqa: ANN202 (a closure over the
     return act
 
 
-@dg.asset(group_name="evaluation", kinds={"pytorch", "delta"}, deps=["train_field_agent"], pool=POOL_ACCELERATOR)
+@dg.asset(group_name="evaluation", kinds={"pytorch", "delta"}, deps=["train_field_agent", "benchmark_set"],
+          pool=POOL_ACCELERATOR)
 def navsim_eval(context: dg.AssetExecutionContext, config: NavsimEvalConfig, lake: LakeResource) -> dg.MaterializeResult:
-    """PDMS/EPDMS, their sub-scores and ADE/FDE of the field agent, baselines and the logged future, per window."""
+    """The field agent against the strongest baseline (EPDMS, ADE@6.4 s, 95% intervals over clips) on the
+    benchmark set and the held-out windows; PDMS/EPDMS sub-scores per window, tables per scenario."""
     run = pick_run(lake.read(T.TRAINING_RUNS).to_pylist(), config.run_id)
-    urls = eval_shards(lake.read(T.SHARD_MANIFEST), str(Path(lake.root) / "shards"), labeler=config.labeler,
-                       labeler_version=config.labeler_version, splits=config.splits)
-    windows, unmatched = read_windows(urls, lake.read(T.UNICYCLE_TARGETS), max_windows=config.max_windows)
-    if unmatched:
-        context.log.warning(f"{unmatched} shard samples have no unicycle_targets row (stale shards?) and were skipped")
-    scenes, poses = _world(lake, windows)
+    windows, scenes, poses = [], {}, {}
+    sources = [(lake.root, [s for s in config.splits if s != BENCHMARK_SPLIT])]
+    if BENCHMARK_SPLIT in config.splits:
+        bench = Path(lake.root) / BENCHMARK_DIR
+        if not benchmark_clip_ids(bench):
+            raise dg.Failure(f"the benchmark set is not built under {bench}: materialize benchmark_set first, or leave "
+                             f"{BENCHMARK_SPLIT!r} out of splits")
+        sources.append((str(bench), [BENCHMARK_SPLIT]))
+    for root, splits in sources:
+        if splits:
+            w, sc, po = _windows(str(root), splits, config, context)
+            windows, scenes, poses = windows + w, scenes | sc, poses | po
     context.log.info(f"scoring run {run['run_id']} on {len(windows)} windows ({len(scenes)} clips with twin ground truth)")
     rows, plans, wrong = evaluate(windows, _agent_fn(run["checkpoint"], config.device), scenes, poses,
                                   wrong_command=config.wrong_command, seed=config.seed, batch=config.batch_size)
     summaries = summarize(rows, config.splits)
     now = time.time_ns() // 1000
+    stats = statistics(rows, {c: s.scenario for c, s in scenes.items()}, config.splits, run_id=run["run_id"],
+                       finished_us=now, seed=config.seed)
     cfg = json.dumps(config.model_dump(), sort_keys=True)
+    part = {"run_id": run["run_id"]}
     lake.overwrite_partition(T.EVAL_WINDOWS, pa.Table.from_pylist([{"run_id": run["run_id"], **r} for r in rows],
-                                                                    schema=T.EVAL_WINDOWS.schema),
-                             extra={"run_id": run["run_id"]})
+                                                                    schema=T.EVAL_WINDOWS.schema), extra=part)
     lake.overwrite_partition(T.EVAL_RUNS, pa.Table.from_pylist(
         [{"run_id": run["run_id"], "checkpoint": run["checkpoint"], "data_version": run["data_version"],
-          "config": cfg, "finished_us": now, **s} for s in summaries], schema=T.EVAL_RUNS.schema),
-        extra={"run_id": run["run_id"]})
+          "config": cfg, "finished_us": now, **s} for s in summaries], schema=T.EVAL_RUNS.schema), extra=part)
+    lake.overwrite_partition(T.EVAL_STATS, pa.Table.from_pylist(stats, schema=T.EVAL_STATS.schema), extra=part)
+    lines = headline(stats)
+    split = headline_split(stats)
+    for line in lines:
+        context.log.info(line)
     table = score_table_md(summaries)
     context.log.info("scores over all evaluated windows:\n" + table)
     return dg.MaterializeResult(metadata={
+        "headline": dg.MetadataValue.md("\n".join(f"- {x}" for x in lines) or "no field agent scored"),
+        **headline_metadata(stats, split),
+        **{f"{kind}_{m}_{split}": dg.MetadataValue.md(group_table_md(stats, split, kind, m))
+           for kind in ("scenario", "meta_action") for m in HEADLINE_METRICS},
         "run_id": run["run_id"], "checkpoint": dg.MetadataValue.path(run["checkpoint"]),
         "windows": len(windows), "scored_windows": sum(r["epdms"] is not None for r in rows if r["policy"] == LOGGED),
         "wrong_command_windows": sum(c is not None for c in wrong),
         "scores": dg.MetadataValue.md(table),
         **{f"scores_{sp}": dg.MetadataValue.md(score_table_md(summaries, sp)) for sp in config.splits
            if any(s["split"] == sp for s in summaries)},
-        **_headline(summaries), **_plots(rows, plans, windows, scenes, poses)})
-
-
-def _headline(summaries: list[dict]) -> dict[str, float]:
-    out = {}
-    for s in summaries:
-        if s["split"] == "all":
-            for m in ("epdms", "pdms", "ade_6p4s"):
-                if s[m] is not None:
-                    out[f"{s['policy']}_{m}"] = round(float(s[m]), 4)
-    return out
+        **_plots(rows, plans, windows, scenes, poses)})
 
 
 def _plots(rows: list[dict], plans: dict, windows: list[EvalWindow], scenes: dict, poses: dict) -> dict:

@@ -50,6 +50,10 @@ timestamps in microseconds on the clip clock, like PAI's own files.
   next stop line.
 """
 
+# Reserved for the benchmark set (evals/benchmark.py): a training twin with this seed would hold its clips.
+BENCHMARK_SEED = 7_340_033
+BENCHMARK_SPLIT = "benchmark"
+
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed member dates: the same config writes the same bytes
 
 
@@ -62,6 +66,7 @@ class TwinConfig:
     height: int = 144
     seconds: float = 20.0
     fps: float = 30.0
+    split: str = ""  # "": train/val/test by position (split_of); else every clip's split (the benchmark's)
 
     def __post_init__(self) -> None:
         if self.chunks < 1 or self.clips_per_chunk < 1:
@@ -70,9 +75,20 @@ class TwinConfig:
             raise ValueError(f"width and height must be even and >= 32 (H.264 4:2:0), got {self.width}x{self.height}")
         if self.seconds < 8.0:
             raise ValueError(f"seconds={self.seconds}: a clip needs >= 8 s for one 1.6 s + 6.4 s window")
+        if (self.seed == BENCHMARK_SEED) != (self.split == BENCHMARK_SPLIT):
+            raise ValueError(f"seed={self.seed}, split={self.split!r}: seed {BENCHMARK_SEED} is reserved for the "
+                             f"benchmark set and the {BENCHMARK_SPLIT!r} split for it; choose another seed "
+                             "(FLYWHEEL_TWIN_SEED) for training data")
+
+    def stamp(self) -> dict[str, object]:
+        """The config as recorded and hashed; `split` only when set, so twins written before it keep their hash."""
+        d = asdict(self)
+        if not d["split"]:
+            del d["split"]
+        return d
 
     def config_hash(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(self.stamp(), sort_keys=True).encode()).hexdigest()[:16]
 
     def clip_seed(self, chunk_id: int, index: int) -> int:
         return int.from_bytes(hashlib.sha256(f"{self.seed}/{chunk_id}/{index}".encode()).digest()[:8], "little")
@@ -133,7 +149,7 @@ def write_metadata(root: Path, cfg: TwinConfig) -> None:
     _atomic_write(root / "features.csv", pd.DataFrame(L.features_csv_rows()).to_csv(index=False).encode())
     clip_index = pd.DataFrame(
         {"clip_is_valid": True, "chunk": np.array([r[1] for r in rows], np.int64),
-         "split": [split_of(r[1], r[2]) for r in rows]}, index=index)
+         "split": [cfg.split or split_of(r[1], r[2]) for r in rows]}, index=index)
     _atomic_write(root / "clip_index.parquet", _parquet_bytes(clip_index))
     present = set(L.REQUIRED_FEATURES)
     presence = pd.DataFrame({f: f in present for f in L.FEATURES}, index=index)
@@ -148,7 +164,7 @@ def write_metadata(root: Path, cfg: TwinConfig) -> None:
          "radar_config": rng.choice(["NA", "low", "med", "high"], len(rows))}, index=index)
     _atomic_write(root / "metadata/data_collection.parquet", _parquet_bytes(collection))
     _atomic_write(root / TWIN_DIR / "README.md", TWIN_README.encode())
-    _atomic_write(root / TWIN_DIR / "config.json", json.dumps(asdict(cfg), indent=2, sort_keys=True).encode())
+    _atomic_write(root / TWIN_DIR / "config.json", json.dumps(cfg.stamp(), indent=2, sort_keys=True).encode())
 
 
 def encode_mp4(frames: Iterator[np.ndarray], width: int, height: int, fps: float) -> bytes:
@@ -293,7 +309,7 @@ def write_twin(root: Path, cfg: TwinConfig, *, chunks: list[int] | None = None, 
     """Write the metadata and the requested chunks (default: all); finished chunks are kept."""
     root = Path(root)
     stamp = root / TWIN_DIR / "config.json"
-    if stamp.exists() and json.loads(stamp.read_text()) != asdict(cfg):
+    if stamp.exists() and json.loads(stamp.read_text()) != cfg.stamp():
         if not overwrite:
             raise FileExistsError(
                 f"{root} holds a twin written with another config ({stamp}); "

@@ -1,0 +1,147 @@
+"""The benchmark set: a held-out twin with its own seed, every scenario, never in a training shard.
+
+`build_benchmark` writes the twin (its own seed, every clip's split "benchmark", the scenarios in
+equal numbers) and runs the same stage functions the chunk assets run — index, unicycle fit,
+kinematic labels, shard export — into a lake of its own (`<lake>/benchmark`: the same tables and
+shard layout as the main lake). It is built once: a stamp written last records its config, and a
+later call with the same config returns at once; a build killed midway is redone (every table
+write replaces its partition). Training can never read it: its shards are not in the training
+lake's manifest, its seed is reserved (a TwinConfig with it must be the benchmark's), and the
+training asset checks that no benchmark clip id is among its clips (`check_disjoint`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from engines import EmbeddedEngine, Input
+from labelers.build import LabelPlan, labels_part
+from labelers.kinematic import KinematicLabeler
+from lake import io
+from lake import tables as T
+from transforms.index import PART_OUTPUTS, assemble_index, index_part, plan_index
+from transforms.pai_layout import chunk_key
+from transforms.shards import ShardConfig, export_chunk
+from transforms.source import TwinSource, chunk_manifest
+from transforms.twin.world import SCENARIOS
+from transforms.twin.writer import BENCHMARK_SEED, BENCHMARK_SPLIT, TwinConfig, write_twin
+from transforms.unicycle import WINDOW_QUARANTINE, TargetsPlan, UnicycleParams, targets_part
+
+BENCHMARK_DIR = "benchmark"  # under the lake root and under the twin directory
+STAMP = "benchmark.json"
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    clips_per_scenario: int = 6
+    width: int = 256
+    height: int = 144
+    seconds: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.clips_per_scenario < 1:
+            raise ValueError(f"clips_per_scenario={self.clips_per_scenario}: need >= 1 clip of every scenario")
+
+    def twin(self) -> TwinConfig:
+        """Scenarios cycle through the clips (transforms.twin.writer.scenario_of): 8·k clips in chunks
+        of whole cycles give each scenario k clips; two chunks so that two cores write them."""
+        chunks = 2 if self.clips_per_scenario % 2 == 0 else 1
+        return TwinConfig(chunks=chunks, clips_per_chunk=len(SCENARIOS) * self.clips_per_scenario // chunks,
+                          seed=BENCHMARK_SEED, width=self.width, height=self.height, seconds=self.seconds,
+                          split=BENCHMARK_SPLIT)
+
+
+@dataclass(frozen=True)
+class BenchmarkSet:
+    root: Path  # its lake
+    config: BenchmarkConfig
+    clips: int
+    windows: int
+    built: bool  # False: the cached build was reused
+
+
+def check_disjoint(training_clip_ids: set[str], benchmark_clip_ids: set[str]) -> None:
+    """Refuse a training set that shares any clip with the benchmark."""
+    shared = sorted(training_clip_ids & benchmark_clip_ids)
+    if shared:
+        raise ValueError(f"{len(shared)} benchmark clips are in the training lake (e.g. {shared[0]}): the benchmark "
+                         "must stay held out; remove those chunks from training or rebuild the benchmark with "
+                         "another seed")
+
+
+def benchmark_clip_ids(root: str | Path) -> set[str]:
+    """The clip ids of a built benchmark lake (empty if none is built)."""
+    if not (Path(root) / STAMP).exists():
+        return set()
+    return set(io.read(str(root), T.CLIPS, columns=["clip_id"]).column("clip_id").to_pylist())
+
+
+def _write_chunk(twin_root: str, cfg: TwinConfig, chunk: int) -> None:
+    write_twin(Path(twin_root), cfg, chunks=[chunk])
+
+
+def build_benchmark(lake_root: str | Path, twin_root: str | Path, cfg: BenchmarkConfig, *,
+                    shard_cfg: ShardConfig | None = None, log: Log = print) -> BenchmarkSet:
+    """Build (or reuse) the benchmark lake under `lake_root` from a twin under `twin_root`."""
+    root, twin_root = Path(lake_root), Path(twin_root)
+    shard_cfg = shard_cfg or ShardConfig(image_width=cfg.width, image_height=cfg.height)
+    want = {"benchmark": asdict(cfg), "shards": asdict(shard_cfg)}
+    stamp = root / STAMP
+    if stamp.exists():
+        have = json.loads(stamp.read_text())
+        if {k: have.get(k) for k in want} == want:
+            return BenchmarkSet(root, cfg, int(have["clips"]), int(have["windows"]), built=False)
+        log(f"benchmark: {root} was built with {have.get('benchmark')}; rebuilding for {asdict(cfg)}")
+        stamp.unlink()
+    twin = cfg.twin()
+    log(f"benchmark: writing the twin ({twin.chunks} chunks x {twin.clips_per_chunk} clips, seed {twin.seed}) "
+        f"under {twin_root}")
+    write_twin(twin_root, twin, chunks=[], overwrite=True)  # metadata; a twin of another config is replaced
+    with ProcessPoolExecutor(min(twin.chunks, os.cpu_count() or 1)) as pool:
+        list(pool.map(_write_chunk, [str(twin_root)] * twin.chunks, [twin] * twin.chunks, range(twin.chunks)))
+    source, eng, lake = TwinSource(twin_root, twin), EmbeddedEngine(), str(root)
+    clips = windows = 0
+    for c in range(twin.chunks):
+        key = chunk_key(c)
+        files = source.fetch_chunk(c)
+        bronze = chunk_manifest(files, chunk=key)
+        io.overwrite_partition(lake, T.CHUNKS, bronze, chunk=key)
+        plan = plan_index(files, chunk=key, known_clips={})
+        ix = assemble_index(plan, eng.map_parts(index_part, plan, list(plan.clip_ids), {}, PART_OUTPUTS, root=lake))
+        for table, data in ((T.CLIPS, ix.clips), (T.EGOMOTION, ix.egomotion), (T.FRAMES, ix.frames)):
+            io.overwrite_partition(lake, table, data, chunk=key)
+        ok = sorted(r["clip_id"] for r in ix.clips.to_pylist() if r["status"] == "ok")
+        targets = eng.map_parts(targets_part, TargetsPlan(key, UnicycleParams()), ok,
+                                {"egomotion": Input(T.EGOMOTION, key), "clips": Input(T.CLIPS, key)},
+                                {"targets": T.UNICYCLE_TARGETS.schema, "quarantine": WINDOW_QUARANTINE},
+                                root=lake)["targets"]
+        io.overwrite_partition(lake, T.UNICYCLE_TARGETS, targets, chunk=key)
+        labeler = KinematicLabeler()
+        labels = eng.map_parts(labels_part, LabelPlan(key, files, labeler, False), ok,
+                               {"targets": Input(T.UNICYCLE_TARGETS, key)},
+                               {"labels": T.COMMANDER_LABELS.schema, "flagged": WINDOW_QUARANTINE}, root=lake)["labels"]
+        io.overwrite_partition(lake, T.COMMANDER_LABELS, labels, chunk=key,
+                               extra={"labeler": labeler.name, "labeler_version": labeler.version})
+        out = export_chunk(files, chunk=key, cfg=shard_cfg, out_root=root / "shards", targets=targets, labels=labels,
+                           egomotion=io.read(lake, T.EGOMOTION, chunk=key),
+                           file_sha256=dict(zip(bronze.column("feature").to_pylist(),
+                                                bronze.column("sha256").to_pylist(), strict=True)),
+                           previous=io.read(lake, T.SHARD_MANIFEST, chunk=key).to_pylist())
+        io.overwrite_partition(lake, T.SHARD_MANIFEST, pa.Table.from_pylist(out.manifest, schema=T.SHARD_MANIFEST.schema),
+                               chunk=key)
+        clips += len(ok)
+        windows += sum(r.samples for r in out.result.shards)
+        log(f"benchmark: {key}: {len(ok)} clips, {sum(r.samples for r in out.result.shards)} windows")
+    tmp = stamp.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**want, "clips": clips, "windows": windows}, indent=2, sort_keys=True))
+    os.replace(tmp, stamp)  # last: a build killed before this line is redone next time
+    return BenchmarkSet(root, cfg, clips, windows, built=True)
