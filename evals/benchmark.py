@@ -27,6 +27,7 @@ from labelers.kinematic import KinematicLabeler
 from lake import io
 from lake import tables as T
 from transforms.index import PART_OUTPUTS, assemble_index, index_part, plan_index
+from transforms.index import STAGE as INDEX_STAGE
 from transforms.pai_layout import chunk_key
 from transforms.shards import ShardConfig, export_chunk
 from transforms.source import TwinSource, chunk_manifest
@@ -89,22 +90,12 @@ def _write_chunk(twin_root: str, cfg: TwinConfig, chunk: int) -> None:
     write_twin(Path(twin_root), cfg, chunks=[chunk])
 
 
-def build_benchmark(lake_root: str | Path, twin_root: str | Path, cfg: BenchmarkConfig, *,
-                    shard_cfg: ShardConfig | None = None, log: Log = print) -> BenchmarkSet:
-    """Build (or reuse) the benchmark lake under `lake_root` from a twin under `twin_root`."""
-    root, twin_root = Path(lake_root), Path(twin_root)
-    shard_cfg = shard_cfg or ShardConfig(image_width=cfg.width, image_height=cfg.height)
-    want = {"benchmark": asdict(cfg), "shards": asdict(shard_cfg)}
-    stamp = root / STAMP
-    if stamp.exists():
-        have = json.loads(stamp.read_text())
-        if {k: have.get(k) for k in want} == want:
-            return BenchmarkSet(root, cfg, int(have["clips"]), int(have["windows"]), built=False)
-        log(f"benchmark: {root} was built with {have.get('benchmark')}; rebuilding for {asdict(cfg)}")
-        stamp.unlink()
-    twin = cfg.twin()
-    log(f"benchmark: writing the twin ({twin.chunks} chunks x {twin.clips_per_chunk} clips, seed {twin.seed}) "
-        f"under {twin_root}")
+def build_twin_lake(root: Path, twin_root: Path, twin: TwinConfig, shard_cfg: ShardConfig, *,
+                    log: Log = print) -> tuple[int, int]:
+    """A twin written under `twin_root` and run through the chunk stages into the lake at `root`
+    (embedded engine, kinematic labels): the benchmark's build, and the learning benchmark's
+    training lakes. Returns (clips indexed ok, windows exported)."""
+    log(f"twin: writing {twin.chunks} chunks x {twin.clips_per_chunk} clips (seed {twin.seed}) under {twin_root}")
     write_twin(twin_root, twin, chunks=[], overwrite=True)  # metadata; a twin of another config is replaced
     with ProcessPoolExecutor(min(twin.chunks, os.cpu_count() or 1)) as pool:
         list(pool.map(_write_chunk, [str(twin_root)] * twin.chunks, [twin] * twin.chunks, range(twin.chunks)))
@@ -117,6 +108,7 @@ def build_benchmark(lake_root: str | Path, twin_root: str | Path, cfg: Benchmark
         io.overwrite_partition(lake, T.CHUNKS, bronze, chunk=key)
         plan = plan_index(files, chunk=key, known_clips={})
         ix = assemble_index(plan, eng.map_parts(index_part, plan, list(plan.clip_ids), {}, PART_OUTPUTS, root=lake))
+        io.overwrite_partition(lake, T.QUARANTINE, ix.quarantine_table(key), chunk=key, extra={"stage": INDEX_STAGE})
         for table, data in ((T.CLIPS, ix.clips), (T.EGOMOTION, ix.egomotion), (T.FRAMES, ix.frames)):
             io.overwrite_partition(lake, table, data, chunk=key)
         ok = sorted(r["clip_id"] for r in ix.clips.to_pylist() if r["status"] == "ok")
@@ -140,7 +132,25 @@ def build_benchmark(lake_root: str | Path, twin_root: str | Path, cfg: Benchmark
                                chunk=key)
         clips += len(ok)
         windows += sum(r.samples for r in out.result.shards)
-        log(f"benchmark: {key}: {len(ok)} clips, {sum(r.samples for r in out.result.shards)} windows")
+        log(f"twin lake: {key}: {len(ok)} clips, {sum(r.samples for r in out.result.shards)} windows; "
+            f"{ix.counts()}")
+    return clips, windows
+
+
+def build_benchmark(lake_root: str | Path, twin_root: str | Path, cfg: BenchmarkConfig, *,
+                    shard_cfg: ShardConfig | None = None, log: Log = print) -> BenchmarkSet:
+    """Build (or reuse) the benchmark lake under `lake_root` from a twin under `twin_root`."""
+    root, twin_root = Path(lake_root), Path(twin_root)
+    shard_cfg = shard_cfg or ShardConfig(image_width=cfg.width, image_height=cfg.height)
+    want = {"benchmark": asdict(cfg), "shards": asdict(shard_cfg)}
+    stamp = root / STAMP
+    if stamp.exists():
+        have = json.loads(stamp.read_text())
+        if {k: have.get(k) for k in want} == want:
+            return BenchmarkSet(root, cfg, int(have["clips"]), int(have["windows"]), built=False)
+        log(f"benchmark: {root} was built with {have.get('benchmark')}; rebuilding for {asdict(cfg)}")
+        stamp.unlink()
+    clips, windows = build_twin_lake(root, twin_root, cfg.twin(), shard_cfg, log=log)
     tmp = stamp.with_suffix(".tmp")
     tmp.write_text(json.dumps({**want, "clips": clips, "windows": windows}, indent=2, sort_keys=True))
     os.replace(tmp, stamp)  # last: a build killed before this line is redone next time

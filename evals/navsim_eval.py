@@ -25,7 +25,7 @@ from evals.displacement import displacement_errors
 from evals.pdm import epdms, pdms
 from evals.pdm_twin import HORIZON_STEPS, ego_progress, human_filter, score_rollouts, to_anchor
 from evals.policies import constant_controls, constant_velocity, wrong_commands
-from evals.scene import ClipScene
+from evals.scene import ClipScene, clip_scenes
 from evals.scorecard import BASELINES, FIELD_AGENT, WRONG_COMMAND
 from lake.io import fixed_lists
 from lake.tables import EVAL_METRICS
@@ -268,6 +268,34 @@ def evaluate(windows: list[EvalWindow], act: AgentFn | None, scenes: dict[str, C
                 i = index[(r["clip_id"], r["t0_us"])]
                 r["command"] = wrong[i] if wrong[i] is not None else f"{windows[i].command} (no other command)"
     return rows, plans, wrong
+
+
+def lake_windows(root: str, splits: Sequence[str], *, labeler: str, labeler_version: str, max_windows: int = 0
+                 ) -> tuple[list[EvalWindow], dict[str, ClipScene], dict[tuple[str, int], np.ndarray], int]:
+    """The held-out windows of these splits in the lake at `root`, the twin's scenes of their clips
+    (none for real PAI chunks), the ego poses at each window's t0, and how many shard samples had
+    no unicycle_targets row (left out)."""
+    from pathlib import Path
+
+    from labelers.build import load_twin_gt
+    from lake import io as lake_io
+    from lake import tables as T
+    from transforms.pai_layout import chunk_id_of
+    from transforms.source import chunk_files_from_manifest
+
+    urls = eval_shards(lake_io.read(root, T.SHARD_MANIFEST), str(Path(root) / "shards"), labeler=labeler,
+                       labeler_version=labeler_version, splits=splits)
+    windows, unmatched = read_windows(urls, lake_io.read(root, T.UNICYCLE_TARGETS), max_windows=max_windows)
+    scenes: dict[str, ClipScene] = {}
+    poses: dict[tuple[str, int], np.ndarray] = {}
+    for chunk in sorted({w.chunk for w in windows}):
+        gt = load_twin_gt(chunk_files_from_manifest(lake_io.read(root, T.CHUNKS, chunk=chunk), chunk_id_of(chunk)))
+        if gt is None:
+            continue
+        scenes |= clip_scenes(gt)
+        poses |= poses_at(lake_io.read(root, T.EGOMOTION, chunk=chunk), [(w.clip_id, w.t0_us) for w in windows
+                                                                       if w.chunk == chunk])
+    return windows, scenes, poses, unmatched
 
 
 def eval_shards(manifest: pa.Table, shard_root: str, *, labeler: str, labeler_version: str,

@@ -5,7 +5,9 @@
     out.accel_mps2 (64,), out.curvature_1pm (64,), out.xy_m (64, 2), out.yaw_rad (64,)  # 10 Hz, ego frame at t0
 
 Sampling is flow matching from noise: `seed` makes a call reproducible (the default, seed 0),
-`seed=None` draws fresh noise.
+`seed=None` draws fresh noise; `noise_scale` scales that noise, and 0 starts every plan from the
+noise distribution's mean, which gives one deterministic plan per observation (the default an
+evaluation uses: a random draw adds spread that a single plan is scored on, not information).
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ class FieldAgent:
         return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().div_(255.0)
 
     def act_batch(self, images: Sequence[np.ndarray], commands: Sequence[str],
-                  states: Sequence[EgoState | Sequence[float]], *, seed: int | None = 0) -> AgentOutput:
+                  states: Sequence[EgoState | Sequence[float]], *, seed: int | None = 0,
+                  noise_scale: float = 1.0) -> AgentOutput:
         """B observations at once -> AgentOutput with a leading batch dimension."""
         if not len(images) == len(commands) == len(states) or not len(images):
             raise ValueError(f"need as many images ({len(images)}), commands ({len(commands)}) and states "
@@ -86,7 +89,7 @@ class FieldAgent:
                    "task": [str(c) for c in commands]})
         shape = (len(images), self.chunk, self.max_action_dim)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        noise = torch.randn(shape, generator=gen).to(self.device)
+        noise = (torch.randn(shape, generator=gen) * noise_scale).to(self.device)
         with torch.no_grad():
             chunk = post(policy.predict_action_chunk(obs, noise=noise)).float().cpu()  # (B, 64, 2)
             chunk = from_model(chunk, st, self.loaded.spec.action_mode)  # normalised (a, κ)
@@ -94,6 +97,6 @@ class FieldAgent:
         return AgentOutput(accel.numpy(), kappa.numpy(), xy.numpy(), yaw.numpy())
 
     def act(self, image: np.ndarray, command: str, state: EgoState | Sequence[float], *,
-            seed: int | None = 0) -> AgentOutput:
+            seed: int | None = 0, noise_scale: float = 1.0) -> AgentOutput:
         """One observation -> (a, κ) x 64 and the trajectory they drive."""
-        return self.act_batch([image], [command], [state], seed=seed)[0]
+        return self.act_batch([image], [command], [state], seed=seed, noise_scale=noise_scale)[0]

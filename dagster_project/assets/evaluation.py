@@ -16,23 +16,17 @@ from evals.benchmark import BENCHMARK_DIR, BenchmarkConfig, benchmark_clip_ids, 
 from evals.navsim_eval import (
     LOGGED,
     EvalWindow,
-    eval_shards,
     evaluate,
     extreme_panels,
+    lake_windows,
     pick_run,
-    poses_at,
-    read_windows,
     score_table_md,
     summarize,
 )
-from evals.scene import ClipScene, clip_scenes
 from evals.scorecard import HEADLINE_METRICS, group_table_md, headline, headline_metadata, headline_split, statistics
-from labelers.build import load_twin_gt
 from lake import io
 from lake import tables as T
-from transforms.pai_layout import chunk_id_of
 from transforms.plots import bev_png
-from transforms.source import chunk_files_from_manifest
 from transforms.twin.writer import BENCHMARK_SPLIT
 
 
@@ -71,29 +65,6 @@ class NavsimEvalConfig(dg.Config):
     labeler_version: str = "1.0"
 
 
-def _windows(root: str, splits: list[str], config: "NavsimEvalConfig", context: dg.AssetExecutionContext
-             ) -> tuple[list[EvalWindow], dict[str, ClipScene], dict]:
-    """The held-out windows of these splits in the lake at `root`, the twin's scenes (none for real PAI
-    chunks) and the ego poses at each window's t0."""
-    urls = eval_shards(io.read(root, T.SHARD_MANIFEST), str(Path(root) / "shards"), labeler=config.labeler,
-                       labeler_version=config.labeler_version, splits=splits)
-    windows, unmatched = read_windows(urls, io.read(root, T.UNICYCLE_TARGETS), max_windows=config.max_windows)
-    if unmatched:
-        context.log.warning(f"{unmatched} shard samples under {root} have no unicycle_targets row (stale shards?) and "
-                            "were skipped")
-    scenes: dict[str, ClipScene] = {}
-    poses: dict = {}
-    for chunk in sorted({w.chunk for w in windows}):
-        files = chunk_files_from_manifest(io.read(root, T.CHUNKS, chunk=chunk), chunk_id_of(chunk))
-        gt = load_twin_gt(files)
-        if gt is None:
-            continue
-        scenes |= clip_scenes(gt)
-        keys = [(w.clip_id, w.t0_us) for w in windows if w.chunk == chunk]
-        poses |= poses_at(io.read(root, T.EGOMOTION, chunk=chunk), keys)
-    return windows, scenes, poses
-
-
 def _agent_fn(checkpoint: str, device: str):  # noqa: ANN202 (a closure over the loaded policy)
     import torch
 
@@ -126,7 +97,11 @@ def navsim_eval(context: dg.AssetExecutionContext, config: NavsimEvalConfig, lak
         sources.append((str(bench), [BENCHMARK_SPLIT]))
     for root, splits in sources:
         if splits:
-            w, sc, po = _windows(str(root), splits, config, context)
+            w, sc, po, unmatched = lake_windows(str(root), splits, labeler=config.labeler,
+                                                labeler_version=config.labeler_version, max_windows=config.max_windows)
+            if unmatched:
+                context.log.warning(f"{unmatched} shard samples under {root} have no unicycle_targets row (stale "
+                                    "shards?) and were skipped")
             windows, scenes, poses = windows + w, scenes | sc, poses | po
     context.log.info(f"scoring run {run['run_id']} on {len(windows)} windows ({len(scenes)} clips with twin ground truth)")
     rows, plans, wrong = evaluate(windows, _agent_fn(run["checkpoint"], config.device), scenes, poses,

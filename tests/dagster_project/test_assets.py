@@ -202,7 +202,9 @@ def test_train_field_agent_trains_on_all_chunks_and_records_the_run(twin_dir: Pa
     runs = io.read(lake, T.TRAINING_RUNS).to_pylist()
     assert len(runs) == 1 and runs[0]["run_id"] == meta["run_id"].value and runs[0]["steps"] == 4
     assert meta["chunks"].value == 2 and meta["val_ade_6p4s_m"].value == pytest.approx(runs[0]["val_ade_6p4s_m"], abs=1e-3)
-    assert "constant velocity" in meta["val_metrics"].value and "data:image/png;base64" in meta["loss_curve"].value
+    assert "constant (a, κ)" in meta["val_metrics"].value and "data:image/png;base64" in meta["loss_curve"].value
+    assert next(iter(meta)) == "headline" and meta["verdict"].value in ("beats", "loses to", "ties with")
+    assert "beats_constant_velocity" not in meta
     assert Path(runs[0]["checkpoint"], "checkpoint.json").exists()
     metrics = io.read(lake, T.TRAINING_METRICS, where={"run_id": runs[0]["run_id"]})
     assert pc.sum(pc.equal(metrics.column("name"), "loss")).as_py() == 4
@@ -213,15 +215,35 @@ def test_train_field_agent_trains_on_all_chunks_and_records_the_run(twin_dir: Pa
     with pytest.raises(Exception, match=r"no shards labelled by vlm 1\.0"):
         dg.materialize([training.train_field_agent], instance=instance, resources=res,
                        run_config={"ops": {"train_field_agent": {"config": {**cfg, "labeler": "vlm"}}}})
-    # navsim_eval scores that run and the baselines on the held-out windows of both chunks
+    # navsim_eval scores that run and the baselines on the held-out windows of both chunks and on the
+    # benchmark set (built once, here a small one: one clip of every scenario)
     from dagster_project.assets import evaluation
 
-    ev = {"ops": {"navsim_eval": {"config": {"run_id": runs[0]["run_id"]}}}}
-    for _ in range(2):  # a re-evaluation replaces the run's rows
-        assert dg.materialize([evaluation.navsim_eval], instance=instance, resources=res, run_config=ev).success
+    with pytest.raises(Exception, match="materialize benchmark_set first"):
+        dg.materialize([evaluation.navsim_eval], instance=instance, resources=res,
+                       run_config={"ops": {"navsim_eval": {"config": {"run_id": runs[0]["run_id"]}}}})
+    bench = {"clips_per_scenario": 1, "seconds": 9.0, "image_width": 128, "image_height": 72}
+    ev = {"ops": {"navsim_eval": {"config": {"run_id": runs[0]["run_id"]}}, "benchmark_set": {"config": bench}}}
+    for _ in range(2):  # a re-evaluation replaces the run's rows; the benchmark is built once
+        assert dg.materialize([evaluation.benchmark_set, evaluation.navsim_eval], instance=instance, resources=res,
+                              run_config=ev).success
+    built = instance.get_latest_materialization_event(dg.AssetKey("benchmark_set")).asset_materialization.metadata
+    assert built["clips"].value == 8 and not built["built"].value
     meta = instance.get_latest_materialization_event(dg.AssetKey("navsim_eval")).asset_materialization.metadata
     held_out = sum(r["samples"] for r in io.read(lake, T.SHARD_MANIFEST).to_pylist() if r["split"] in ("val", "test"))
+    held_out += built["windows"].value
     windows = io.read(lake, T.EVAL_WINDOWS)
+    assert set(windows.column("split").to_pylist()) == {"val", "test", "benchmark"}
+    # the headline leads: the agent against the strongest baseline on the benchmark, with the interval
+    assert next(iter(meta)) == "headline" and meta["headline_split"].value == "benchmark"
+    assert re.search(r"ADE@6\.4 s on benchmark \(8 clips, \d+ windows\): field agent [\d.]+ m (beats|loses to|ties with) "
+                     r"constant_\w+ [\d.]+ m, the strongest baseline \(paired difference [-+][\d.]+ m, 95% \[",
+                     meta["headline"].value), meta["headline"].value
+    assert meta["ade_6p4s_strongest_baseline"].value in ("constant_velocity", "constant_controls")
+    assert "| cruise | 1 |" in meta["scenario_ade_6p4s_benchmark"].value
+    stats = io.read(lake, T.EVAL_STATS).to_pylist()
+    assert {s["group_kind"] for s in stats} == {"all", "scenario", "meta_action"}
+    assert all(s["lo"] <= s["mean"] <= s["hi"] for s in stats)
     assert meta["windows"].value == held_out and windows.num_rows == 5 * held_out
     assert meta["scored_windows"].value == held_out  # the twin's ground truth covers every window
     summary = {(r["policy"], r["split"]): r for r in io.read(lake, T.EVAL_RUNS).to_pylist()}
@@ -237,6 +259,7 @@ def test_train_field_agent_trains_on_all_chunks_and_records_the_run(twin_dir: Pa
     cli = [sys.executable, "-m", "flywheel.cli", "train", "--profile", "tiny", "--steps", "3", "--batch-size", "8",
            "--val-every", "3", "--lora-rank", "2", "--no-freeze-backbone"]
     out = _run(cli, _env(tmp_path)).stdout
-    assert re.search(r"val ADE@6\.4 s [\d.]+ m vs constant velocity [\d.]+ m", out), out[-2000:]
+    assert re.search(r"val ADE@6\.4 s: agent [\d.]+ m (beats|loses to|ties with) constant [^ ]+ [\d.]+ m \(the strongest "
+                     r"baseline; difference [-+][\d.]+ m, 95% \[", out), out[-2000:]
     lora = [r for r in io.read(lake, T.TRAINING_RUNS).to_pylist() if json.loads(r["config"])["lora_rank"] == 2]
     assert len(lora) == 1 and lora[0]["steps"] == 3 and Path(lora[0]["checkpoint"], "adapter.safetensors").exists()
