@@ -104,6 +104,25 @@ def _ground_colour(world: World, s: np.ndarray, d: np.ndarray) -> np.ndarray:
     return col
 
 
+AZ_MARGIN_RAD = 0.01  # rays this close outside a box's azimuth span are tested too (rounding)
+
+
+def _candidate_rays(ray_az: np.ndarray, origin: np.ndarray, eyaw: float, tx: float, ty: float, tyaw: float,
+                    length_m: float, width_m: float) -> np.ndarray | None:
+    """Indices of the rays whose rig-frame azimuth lies within the box's span as seen from the camera;
+    None (test every ray) when the camera is inside the footprint or the span wraps behind it."""
+    c, s = np.cos(tyaw), np.sin(tyaw)
+    hl, hw = length_m / 2, width_m / 2
+    cx = tx + c * np.array([hl, hl, -hl, -hl]) - s * np.array([hw, -hw, -hw, hw]) - origin[0]
+    cy = ty + s * np.array([hl, hl, -hl, -hl]) + c * np.array([hw, -hw, -hw, hw]) - origin[1]
+    rel = np.arctan2(cy, cx) - eyaw
+    rel = (rel + np.pi) % (2 * np.pi) - np.pi
+    if np.ptp(rel) > np.pi or np.any(np.abs(rel) > 0.9 * np.pi):
+        return None
+    lo, hi = rel.min() - AZ_MARGIN_RAD, rel.max() + AZ_MARGIN_RAD
+    return np.flatnonzero((ray_az >= lo) & (ray_az <= hi))
+
+
 def render_frames(world: World, cam: FThetaCamera, frame_times_us: np.ndarray) -> Iterator[np.ndarray]:
     """Yield (H, W, 3) uint8 RGB frames of the front camera at the given clip times."""
     rays = rays_rig = cam.rays_rig()
@@ -124,6 +143,9 @@ def render_frames(world: World, cam: FThetaCamera, frame_times_us: np.ndarray) -
     e = world.ego
     t_e = e.t_us.astype(np.float64)
     yaw_e = np.unwrap(e.yaw_rad)
+    # each ray's azimuth in the rig frame: a box can only be hit by the rays between its corners'
+    # azimuths, so the exact slab test runs on those alone (the same pixels, a fraction of the work)
+    ray_az = np.arctan2(rays[:, 1], rays[:, 0])
     for t_us in np.asarray(frame_times_us, np.float64):
         ex, ey, eyaw = np.interp(t_us, t_e, e.x_m), np.interp(t_us, t_e, e.y_m), np.interp(t_us, t_e, yaw_e)
         es = np.interp(t_us, t_e, e.s_m)
@@ -137,28 +159,42 @@ def render_frames(world: World, cam: FThetaCamera, frame_times_us: np.ndarray) -
 
         # vehicles: exact ray/box (slab) intersection in each box's own frame
         origin = np.array([ex + c * cam_xyz[0] - s_ * cam_xyz[1], ey + s_ * cam_xyz[0] + c * cam_xyz[1], cam_xyz[2]])
-        dirs = np.c_[c * rays[:, 0] - s_ * rays[:, 1], s_ * rays[:, 0] + c * rays[:, 1], rays[:, 2]]
         for tr in world.tracks:
             tx, ty = np.interp(t_us, t_e, tr.x_m), np.interp(t_us, t_e, tr.y_m)
             if np.hypot(tx - ex, ty - ey) > MAX_RANGE_M:
                 continue
             tyaw = np.interp(t_us, t_e, np.unwrap(tr.yaw_rad))
+            cand = _candidate_rays(ray_az, origin, eyaw, tx, ty, tyaw, tr.length_m, tr.width_m)
+            if cand is not None and not len(cand):
+                continue
             cb, sb = np.cos(-tyaw), np.sin(-tyaw)
             o = np.array([cb * (origin[0] - tx) - sb * (origin[1] - ty), sb * (origin[0] - tx) + cb * (origin[1] - ty),
                           origin[2] - tr.height_m / 2])
-            dl = np.c_[cb * dirs[:, 0] - sb * dirs[:, 1], sb * dirs[:, 0] + cb * dirs[:, 1], dirs[:, 2]]
+            r = rays if cand is None else rays[cand]  # rig frame -> world (ego yaw) -> the box's frame
+            d = np.c_[c * r[:, 0] - s_ * r[:, 1], s_ * r[:, 0] + c * r[:, 1]]
+            dl = np.c_[cb * d[:, 0] - sb * d[:, 1], sb * d[:, 0] + cb * d[:, 1], r[:, 2]]
             half = np.array([tr.length_m / 2, tr.width_m / 2, tr.height_m / 2])
             with np.errstate(divide="ignore", invalid="ignore"):
                 t1 = (-half - o) / dl
                 t2 = (half - o) / dl
             tnear3 = np.minimum(t1, t2)
-            tnear = np.nanmax(tnear3, axis=1)
+            tnear_c = np.nanmax(tnear3, axis=1)
             tfar = np.nanmin(np.maximum(t1, t2), axis=1)
-            hit = (tfar >= np.maximum(tnear, 0)) & (tnear > 0) & (tnear < depth)
-            if not hit.any():
+            depth_c = depth if cand is None else depth[cand]
+            hit_c = (tfar >= np.maximum(tnear_c, 0)) & (tnear_c > 0) & (tnear_c < depth_c)
+            if not hit_c.any():
                 continue
-            face = np.nanargmax(tnear3[hit], axis=1)  # 0: front/back, 1: side, 2: roof
-            z_hit = o[2] + tnear[hit] * dl[hit, 2] + half[2]
+            tnear3 = tnear3[hit_c]
+            dl = dl[hit_c]
+            if cand is None:
+                hit, tnear = hit_c, tnear_c
+            else:
+                hit = np.zeros(n, dtype=bool)
+                hit[cand[hit_c]] = True
+                tnear = np.zeros(n)
+                tnear[cand] = tnear_c
+            face = np.nanargmax(tnear3, axis=1)  # 0: front/back, 1: side, 2: roof
+            z_hit = o[2] + tnear[hit] * dl[:, 2] + half[2]
             shade = np.array([0.85, 0.65, 1.0], np.float32)[face]
             colour = np.asarray(tr.color_rgb, np.float32)[None, :] * shade[:, None]
             glass = (z_hit > 0.55 * tr.height_m) & (face < 2) & (tr.label_class != "truck")
