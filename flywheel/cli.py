@@ -221,7 +221,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-EVAL_FLAGS = ("run_id", "splits", "max_windows", "wrong_command", "seed", "device", "labeler", "labeler_version")
+EVAL_FLAGS = ("run_id", "splits", "max_windows", "wrong_command", "seed", "noise_scale", "device", "labeler",
+              "labeler_version")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -281,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--wrong-command", action=argparse.BooleanOptionalAction,
                     help="also score the agent given another window's command (default: on)")
     ev.add_argument("--seed", type=int)
+    ev.add_argument("--noise-scale", type=float, help="the agent's sampling noise (default 0: its deterministic plan)")
     ev.add_argument("--device")
     ev.add_argument("--labeler")
     ev.add_argument("--labeler-version")

@@ -58,14 +58,15 @@ class NavsimEvalConfig(dg.Config):
     splits: list[str] = Field(default_factory=lambda: ["val", "test", BENCHMARK_SPLIT])
     max_windows: int = 0  # 0 = every window of those splits
     wrong_command: bool = True  # also score the agent given another window's command
-    seed: int = 0  # the agent's sampling noise and the wrong-command pairing
+    seed: int = 0  # the agent's sampling noise (with noise_scale > 0) and the wrong-command pairing
+    noise_scale: float = 0.0  # 0: the agent's deterministic plan (flow matching from the noise mean)
     batch_size: int = 16
     device: str = "auto"  # cuda where available, else cpu
     labeler: str = "kinematic"  # the shards' labels: the commands the agent is given
     labeler_version: str = "1.0"
 
 
-def _agent_fn(checkpoint: str, device: str):  # noqa: ANN202 (a closure over the loaded policy)
+def _agent_fn(checkpoint: str, device: str, noise_scale: float, seed: int):  # noqa: ANN202 (a closure)
     import torch
 
     from trainers.agent import FieldAgent
@@ -75,7 +76,8 @@ def _agent_fn(checkpoint: str, device: str):  # noqa: ANN202 (a closure over the
     agent = FieldAgent.load(checkpoint, device=device)
 
     def act(images: list, commands: list[str], states: list) -> tuple[np.ndarray, np.ndarray]:
-        out = agent.act_batch(images, commands, [tuple(float(x) for x in s) for s in states])
+        out = agent.act_batch(images, commands, [tuple(float(x) for x in s) for s in states], seed=seed,
+                              noise_scale=noise_scale)
         return out.xy_m, out.yaw_rad
 
     return act
@@ -104,8 +106,9 @@ def navsim_eval(context: dg.AssetExecutionContext, config: NavsimEvalConfig, lak
                                     "shards?) and were skipped")
             windows, scenes, poses = windows + w, scenes | sc, poses | po
     context.log.info(f"scoring run {run['run_id']} on {len(windows)} windows ({len(scenes)} clips with twin ground truth)")
-    rows, plans, wrong = evaluate(windows, _agent_fn(run["checkpoint"], config.device), scenes, poses,
-                                  wrong_command=config.wrong_command, seed=config.seed, batch=config.batch_size)
+    act = _agent_fn(run["checkpoint"], config.device, config.noise_scale, config.seed)
+    rows, plans, wrong = evaluate(windows, act, scenes, poses, wrong_command=config.wrong_command, seed=config.seed,
+                                  batch=config.batch_size)
     summaries = summarize(rows, config.splits)
     now = time.time_ns() // 1000
     stats = statistics(rows, {c: s.scenario for c, s in scenes.items()}, config.splits, run_id=run["run_id"],

@@ -278,3 +278,18 @@ def test_training_set_comes_from_the_manifest(shard_dir: Path) -> None:
         shards_from_manifest(manifest, shard_dir, labeler="vlm", labeler_version="2.0")
     with pytest.raises(FileNotFoundError, match=r"missing under .* re-materialize webdataset_shards"):
         shards_from_manifest(manifest, shard_dir / "elsewhere", labeler="kinematic", labeler_version="1.0")
+
+
+def test_the_default_plan_is_deterministic_and_sampling_is_a_choice(tiny_run: tuple,
+                                                                    shard_urls: dict[str, list[str]]) -> None:
+    agent = FieldAgent.load(tiny_run[0].checkpoint)
+    b = _val_batch(shard_urls)
+    images = [im.permute(1, 2, 0).numpy() for im in b["image"]]
+
+    def plan(**kw: object) -> np.ndarray:
+        return agent.act_batch(images, b["command"], b["state"].numpy(), **kw).xy_m
+
+    np.testing.assert_array_equal(plan(seed=1), plan(seed=2))  # noise_scale 0: the seed does not matter
+    drawn = plan(seed=1, noise_scale=1.0)
+    np.testing.assert_array_equal(drawn, plan(seed=1, noise_scale=1.0))
+    assert np.abs(drawn - plan(seed=2, noise_scale=1.0)).max() > 1e-4

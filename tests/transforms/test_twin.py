@@ -167,3 +167,17 @@ def test_default_twin_trains_on_every_scenario_its_val_and_test_clips_show() -> 
             by_split.setdefault(split_of(c, i), set()).add(scenario_of(cfg, c, i))
     assert by_split["train"] == set(SCENARIOS)  # val/test behaviours were all seen in training
     assert by_split["val"] and by_split["test"] and by_split["val"] <= by_split["train"]
+
+
+def test_a_twin_grows_in_place_when_only_its_chunk_count_changes(tmp_path: Path) -> None:
+    small = TwinConfig(chunks=1, clips_per_chunk=1, width=32, height=32, seconds=8.0)
+    write_twin(tmp_path, small)
+    zip0 = next(tmp_path.glob("camera/*/*.chunk_0000.zip"))
+    before = zip0.stat().st_mtime_ns
+    big = TwinConfig(chunks=2, clips_per_chunk=1, width=32, height=32, seconds=8.0)
+    write_twin(tmp_path, big)
+    assert zip0.stat().st_mtime_ns == before  # chunk 0 kept, not rewritten
+    assert len(list(tmp_path.glob("camera/*/*.zip"))) == 2
+    assert clip_ids(big)[0] == clip_ids(small)[0]
+    with pytest.raises(FileExistsError, match="another config"):
+        write_twin(tmp_path, TwinConfig(chunks=2, clips_per_chunk=1, width=32, height=32, seconds=8.0, seed=9))

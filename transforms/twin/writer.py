@@ -306,10 +306,15 @@ def write_chunk(root: Path, cfg: TwinConfig, chunk_id: int) -> list[Path]:
 
 
 def write_twin(root: Path, cfg: TwinConfig, *, chunks: list[int] | None = None, overwrite: bool = False) -> Path:
-    """Write the metadata and the requested chunks (default: all); finished chunks are kept."""
+    """Write the metadata and the requested chunks (default: all); finished chunks are kept.
+
+    A twin that differs only in its number of chunks is grown (or shrunk) in place: a chunk's
+    clips depend on the seed, the chunk and the clip's index, never on how many chunks there are.
+    """
     root = Path(root)
     stamp = root / TWIN_DIR / "config.json"
-    if stamp.exists() and json.loads(stamp.read_text()) != cfg.stamp():
+    have = json.loads(stamp.read_text()) if stamp.exists() else None
+    if have is not None and have != cfg.stamp() and {**have, "chunks": cfg.chunks} != cfg.stamp():
         if not overwrite:
             raise FileExistsError(
                 f"{root} holds a twin written with another config ({stamp}); "
