@@ -189,20 +189,31 @@ def param_counts(policy: torch.nn.Module) -> dict[str, int]:
     return {"total": total, "trainable": trainable, "lora": lora}
 
 
-def dataset_stats(states: torch.Tensor, actions: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+ActionNorm = Literal["mean_std", "zero_mean"]
+
+
+def dataset_stats(states: torch.Tensor, actions: torch.Tensor, action_norm: ActionNorm = "mean_std"
+                  ) -> dict[str, dict[str, torch.Tensor]]:
     """Normalisation statistics in LeRobot's format from samples of state (N, 4) and actions (N, 64, 2).
 
     Images are already in [0, 1] (identity statistics); actions were normalised at export with
     Alpamayo's constants, so their statistics here are close to (0, 1) but measured, not assumed.
+    `zero_mean` keeps a zero action at zero (the scale is the root mean square): with residual
+    actions, "keep the controls of t0" is then exactly the noise mean a deterministic plan starts
+    from, instead of LeRobot's −mean/std.
     """
+    if action_norm not in ("mean_std", "zero_mean"):
+        raise ValueError(f"action_norm={action_norm!r}: choose mean_std or zero_mean")
     a = actions.reshape(-1, ACTION_DIM)
 
-    def stats(x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"mean": x.mean(0), "std": x.std(0).clamp_min(1e-6), "min": x.min(0).values, "max": x.max(0).values}
+    def stats(x: torch.Tensor, centred: bool = True) -> dict[str, torch.Tensor]:
+        mean = x.mean(0) if centred else torch.zeros(x.shape[1:])
+        std = (x - mean).pow(2).mean(0).sqrt() if not centred else x.std(0)
+        return {"mean": mean, "std": std.clamp_min(1e-6), "min": x.min(0).values, "max": x.max(0).values}
 
     one = torch.ones(3, 1, 1)
     return {CAMERA_KEY: {"mean": 0 * one, "std": one, "min": 0 * one, "max": one}, STATE_KEY: stats(states),
-            "action": stats(a)}
+            "action": stats(a, centred=action_norm == "mean_std")}
 
 
 def processors(cfg: Any, stats: dict[str, dict[str, torch.Tensor]]) -> tuple[Any, Any]:

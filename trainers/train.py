@@ -51,7 +51,9 @@ Log = Callable[[str], None]
 @dataclass(frozen=True)
 class TrainConfig:
     profile: Literal["auto", "tiny", "full"] = "auto"  # auto: full where CUDA is present, else tiny
-    steps: int = 1200
+    # 4800 steps and the trajectory term at 1.0: on 104 training clips this beats constant (a, κ) on the
+    # benchmark set in ADE@6.4 s and EPDMS in ~10 min on one core (README, *What makes the agent learn*)
+    steps: int = 4800
     batch_size: int = 16
     lr: float = 1e-3
     warmup_steps: int = 60
@@ -63,12 +65,15 @@ class TrainConfig:
     train_expert_only: bool | None = None
     lora_rank: int = 0
     lora_alpha: int = 0
-    traj_loss_weight: float = 0.3  # weight of the ADE (m) of the one-step denoised chunk; 0: flow matching alone
+    traj_loss_weight: float = 1.0  # weight of the ADE (m) of the one-step denoised chunk; 0: flow matching alone
     flow_steps: int = 10
     action_mode: Literal["residual", "absolute"] = "residual"  # trainers.actions.to_model
-    val_every: int = 200
+    # zero_mean: "keep the controls of t0" is the noise mean a plan starts from (trainers.policy.dataset_stats);
+    # on the benchmark set it scored EPDMS +0.012 over LeRobot's mean/std, same ADE (one seed each)
+    action_norm: Literal["mean_std", "zero_mean"] = "zero_mean"
+    val_every: int = 600
     val_max_samples: int = 512
-    checkpoint_every: int = 200
+    checkpoint_every: int = 600
     stats_samples: int = 4096
     seed: int = 0
     num_workers: int = -1  # -1: 0 on CPU (decoding is cheap next to a CPU step), 4 on GPU
@@ -398,7 +403,7 @@ def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_d
         log(f"resuming run {run_id} at step {step}/{tc.steps}")
     else:
         states, actions = state_action_samples(train_urls, tc.stats_samples)
-        stats = dataset_stats(states, to_model(actions, states, spec.action_mode))
+        stats = dataset_stats(states, to_model(actions, states, spec.action_mode), tc.action_norm)
         ema = EMA(policy, tc.ema_decay) if tc.ema_decay else None
     pre, post = processors(cfg, stats)
     val = load_val(val_urls, tc) if val_urls else []

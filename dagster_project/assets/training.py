@@ -21,21 +21,24 @@ from transforms.plots import curves_png
 
 
 class TrainFieldAgentConfig(dg.Config):
-    profile: str = "auto"  # tiny (CPU, offline), full (GPU, lerobot/smolvla_base), auto: full where CUDA is
-    steps: int = 1200
-    batch_size: int = 16
-    lr: float = 1e-3
-    freeze_backbone: bool | None = None  # None: the profile's default (tiny: False, full: True)
-    train_expert_only: bool | None = None
-    lora_rank: int = 0  # > 0: peft LoRA on the VLM text attention
-    traj_loss_weight: float = 0.3  # + this x the ADE (m) of the one-step denoised chunk
-    action_mode: str = "residual"  # the policy learns the change of (a, κ) from t0, or absolute (a, κ)
-    val_every: int = 200
-    checkpoint_every: int = 200
-    seed: int = 0
-    device: str = "auto"
-    base: str = "lerobot/smolvla_base"  # full profile: hub repo id or local snapshot directory
-    base_revision: str = ""
+    """The knobs an operator changes; each default is TrainConfig's (trainers/train.py), declared there once."""
+
+    profile: str = TrainConfig.profile  # tiny (CPU, offline), full (GPU, smolvla_base), auto: full where CUDA is
+    steps: int = TrainConfig.steps
+    batch_size: int = TrainConfig.batch_size
+    lr: float = TrainConfig.lr
+    freeze_backbone: bool | None = TrainConfig.freeze_backbone  # None: the profile's default (tiny: False, full: True)
+    train_expert_only: bool | None = TrainConfig.train_expert_only
+    lora_rank: int = TrainConfig.lora_rank  # > 0: peft LoRA on the VLM text attention
+    traj_loss_weight: float = TrainConfig.traj_loss_weight  # + this x the ADE (m) of the one-step denoised chunk
+    action_mode: str = TrainConfig.action_mode  # the policy learns the change of (a, κ) from t0, or absolute (a, κ)
+    action_norm: str = TrainConfig.action_norm  # zero_mean: a zero action stays zero after normalisation
+    val_every: int = TrainConfig.val_every
+    checkpoint_every: int = TrainConfig.checkpoint_every
+    seed: int = TrainConfig.seed
+    device: str = TrainConfig.device
+    base: str = TrainConfig.base  # full profile: hub repo id or local snapshot directory
+    base_revision: str = TrainConfig.base_revision
     labeler: str = "kinematic"  # which shards (by their labels) to train on
     labeler_version: str = "1.0"
     restart: bool = False  # train again even if this config and data already have a finished run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from trainers.data import make_loader
@@ -38,3 +39,15 @@ def test_smolvla_trains_on_shard_batches_and_predicts_a_chunk(shard_urls: dict[s
     with torch.no_grad():
         chunk = post(policy.predict_action_chunk(pre(one)))
     assert chunk.shape == (1, 64, 2) and torch.isfinite(chunk).all()
+
+
+def test_zero_mean_action_norm_keeps_a_zero_action_at_zero() -> None:
+    states = torch.zeros(8, 4)
+    actions = torch.randn(8, 64, 2) * torch.tensor([0.7, 0.3]) + torch.tensor([0.2, -0.01])
+    lerobot = dataset_stats(states, actions)["action"]
+    zero = dataset_stats(states, actions, "zero_mean")["action"]
+    assert torch.all(lerobot["mean"] != 0) and torch.all(zero["mean"] == 0)
+    rms = actions.reshape(-1, 2).pow(2).mean(0).sqrt()
+    torch.testing.assert_close(zero["std"], rms)
+    with pytest.raises(ValueError, match="action_norm='median'"):
+        dataset_stats(states, actions, "median")  # type: ignore[arg-type]
