@@ -13,15 +13,17 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+import webdataset as wds
 
 from dagster_project.assets import ingest, targets
 from dagster_project.partitions import CHUNKS_PARTITION
 from dagster_project.resources import EngineResource, LakeResource, PAISourceResource
+from evals.benchmark import benchmark_clip_ids
 from lake import io
 from lake import tables as T
 from tests.conftest import SMALL, rewrite_zip
 from transforms import pai_layout as L
-from transforms.twin.writer import twin_gt_paths
+from transforms.twin.writer import BENCHMARK_SEED, twin_gt_paths
 from transforms.unicycle import window_t0s
 
 REPO = Path(__file__).resolve().parents[2]
@@ -229,6 +231,13 @@ def test_train_field_agent_trains_on_all_chunks_and_records_the_run(twin_dir: Pa
                               run_config=ev).success
     built = instance.get_latest_materialization_event(dg.AssetKey("benchmark_set")).asset_materialization.metadata
     assert built["clips"].value == 8 and not built["built"].value
+    # no benchmark clip is in any shard of the training lake (every split), nor its seed in the training twin
+    held_out_ids = benchmark_clip_ids(lake / "benchmark")
+    urls = [str(lake / "shards" / m["path"]) for m in io.read(lake, T.SHARD_MANIFEST).to_pylist()]
+    trained = {s["__key__"].rsplit("_", 1)[0] for s in wds.DataPipeline(wds.SimpleShardList(urls),
+                                                                         wds.tarfile_to_samples())}
+    assert len(held_out_ids) == 8 and len(trained) == 8 and not trained & held_out_ids
+    assert json.loads((twin_dir / "twin" / "config.json").read_text())["seed"] != BENCHMARK_SEED
     meta = instance.get_latest_materialization_event(dg.AssetKey("navsim_eval")).asset_materialization.metadata
     held_out = sum(r["samples"] for r in io.read(lake, T.SHARD_MANIFEST).to_pylist() if r["split"] in ("val", "test"))
     held_out += built["windows"].value
