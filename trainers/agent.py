@@ -85,6 +85,8 @@ class FieldAgent:
         st = torch.tensor([astuple(s) if isinstance(s, EgoState) else tuple(s) for s in states], dtype=torch.float32)
         if st.shape[1] != STATE_DIM or not torch.isfinite(st).all():
             raise ValueError(f"states must be finite (v, a, κ, yaw rate) rows, got {st.tolist()[:2]}")
+        if not noise_scale >= 0:
+            raise ValueError(f"noise_scale={noise_scale}: use 0 (the deterministic plan) or a positive scale such as 1")
         pre, post, policy = self.loaded.pre, self.loaded.post, self.loaded.policy
         obs = pre({CAMERA_KEY: self._images(images).to(self.device), STATE_KEY: st.to(self.device),
                    "task": [str(c) for c in commands]})

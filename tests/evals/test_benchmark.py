@@ -52,6 +52,8 @@ def test_no_benchmark_clip_or_seed_reaches_training(bench: tuple[Path, object], 
     # ... the benchmark's seed is refused for training ...
     with pytest.raises(ValueError, match="reserved for the benchmark"):
         TwinConfig(seed=BENCHMARK_SEED)
+    with pytest.raises(ValueError, match=r"split='\.\./x': leave it empty"):
+        TwinConfig(split="../x")
     # ... and a lake that somehow holds a benchmark clip is refused by name
     with pytest.raises(ValueError, match=r"1 benchmark clips are in the training lake .* held out"):
         check_disjoint({"x", sorted(held_out)[0]}, held_out)

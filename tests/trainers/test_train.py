@@ -293,3 +293,5 @@ def test_the_default_plan_is_deterministic_and_sampling_is_a_choice(tiny_run: tu
     drawn = plan(seed=1, noise_scale=1.0)
     np.testing.assert_array_equal(drawn, plan(seed=1, noise_scale=1.0))
     assert np.abs(drawn - plan(seed=2, noise_scale=1.0)).max() > 1e-4
+    with pytest.raises(ValueError, match="noise_scale=-1"):
+        plan(noise_scale=-1.0)

@@ -75,6 +75,9 @@ class TwinConfig:
             raise ValueError(f"width and height must be even and >= 32 (H.264 4:2:0), got {self.width}x{self.height}")
         if self.seconds < 8.0:
             raise ValueError(f"seconds={self.seconds}: a clip needs >= 8 s for one 1.6 s + 6.4 s window")
+        if self.split not in ("", BENCHMARK_SPLIT):
+            raise ValueError(f"split={self.split!r}: leave it empty (train/val/test by position) or "
+                             f"{BENCHMARK_SPLIT!r} (the benchmark set)")
         if (self.seed == BENCHMARK_SEED) != (self.split == BENCHMARK_SPLIT):
             raise ValueError(f"seed={self.seed}, split={self.split!r}: seed {BENCHMARK_SEED} is reserved for the "
                              f"benchmark set and the {BENCHMARK_SPLIT!r} split for it; choose another seed "
