@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +22,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from engines import EmbeddedEngine, Input
+from evals.navsim_eval import EvalWindow, lake_windows
+from evals.scene import ClipScene
 from labelers.build import LabelPlan, labels_part
 from labelers.kinematic import KinematicLabeler
 from lake import io
@@ -84,6 +86,27 @@ def benchmark_clip_ids(root: str | Path) -> set[str]:
     if not (Path(root) / STAMP).exists():
         return set()
     return set(io.read(str(root), T.CLIPS, columns=["clip_id"]).column("clip_id").to_pylist())
+
+
+def held_out_windows(lake_root: str | Path, splits: Sequence[str], *, labeler: str, labeler_version: str,
+                     max_windows: int = 0) -> tuple[list[EvalWindow], dict[str, ClipScene], dict, int]:
+    """navsim_eval's windows: the `splits` of the training lake, and with BENCHMARK_SPLIT among them the
+    benchmark lake's windows. Returns evals.navsim_eval.lake_windows' four, merged (clip ids are unique
+    across the two lakes: another seed)."""
+    sources = [(str(lake_root), [s for s in splits if s != BENCHMARK_SPLIT])]
+    if BENCHMARK_SPLIT in splits:
+        bench = Path(lake_root) / BENCHMARK_DIR
+        if not benchmark_clip_ids(bench):
+            raise FileNotFoundError(f"the benchmark set is not built under {bench}: materialize benchmark_set first, or "
+                                    f"leave {BENCHMARK_SPLIT!r} out of splits")
+        sources.append((str(bench), [BENCHMARK_SPLIT]))
+    windows, scenes, poses, unmatched = [], {}, {}, 0
+    for root, only in sources:
+        if only:
+            w, sc, po, un = lake_windows(root, only, labeler=labeler, labeler_version=labeler_version,
+                                         max_windows=max_windows)
+            windows, scenes, poses, unmatched = windows + w, scenes | sc, poses | po, unmatched + un
+    return windows, scenes, poses, unmatched
 
 
 def _write_chunk(twin_root: str, cfg: TwinConfig, chunk: int) -> None:

@@ -12,22 +12,27 @@ from pydantic import Field
 from dagster_project.assets._meta import png
 from dagster_project.partitions import POOL_ACCELERATOR, POOL_DECODE
 from dagster_project.resources import LakeResource
-from evals.benchmark import BENCHMARK_DIR, BenchmarkConfig, benchmark_clip_ids, build_benchmark, check_disjoint
+from evals.benchmark import (
+    BENCHMARK_DIR,
+    BenchmarkConfig,
+    benchmark_clip_ids,
+    build_benchmark,
+    check_disjoint,
+    held_out_windows,
+)
 from evals.navsim_eval import (
     LOGGED,
     EvalWindow,
     evaluate,
     extreme_panels,
-    lake_windows,
     pick_run,
     score_table_md,
     summarize,
 )
 from evals.scorecard import HEADLINE_METRICS, group_table_md, headline, headline_metadata, headline_split, statistics
-from lake import io
 from lake import tables as T
 from transforms.plots import bev_png
-from transforms.twin.writer import BENCHMARK_SPLIT
+from transforms.twin.writer import BENCHMARK_SEED, BENCHMARK_SPLIT
 
 
 class BenchmarkSetConfig(dg.Config):
@@ -45,11 +50,9 @@ def benchmark_set(context: dg.AssetExecutionContext, config: BenchmarkSetConfig,
     root = Path(lake.root) / BENCHMARK_DIR
     bench = build_benchmark(root, root / "twin", cfg, log=context.log.info)
     check_disjoint(set(lake.read(T.CLIPS, columns=["clip_id"]).column("clip_id").to_pylist()), benchmark_clip_ids(root))
-    clips = io.read(str(root), T.CLIPS, where={"status": "ok"}, columns=["clip_id"]).num_rows
     return dg.MaterializeResult(metadata={
-        "root": dg.MetadataValue.path(str(root)), "clips": clips, "windows": bench.windows,
-        "clips_per_scenario": config.clips_per_scenario, "built": bench.built,
-        "seed": BenchmarkConfig().twin().seed})
+        "root": dg.MetadataValue.path(str(root)), "clips": bench.clips, "windows": bench.windows,
+        "clips_per_scenario": config.clips_per_scenario, "built": bench.built, "seed": BENCHMARK_SEED})
 
 
 class NavsimEvalConfig(dg.Config):
@@ -89,22 +92,14 @@ def navsim_eval(context: dg.AssetExecutionContext, config: NavsimEvalConfig, lak
     """The field agent against the strongest baseline (EPDMS, ADE@6.4 s, 95% intervals over clips) on the
     benchmark set and the held-out windows; PDMS/EPDMS sub-scores per window, tables per scenario."""
     run = pick_run(lake.read(T.TRAINING_RUNS).to_pylist(), config.run_id)
-    windows, scenes, poses = [], {}, {}
-    sources = [(lake.root, [s for s in config.splits if s != BENCHMARK_SPLIT])]
-    if BENCHMARK_SPLIT in config.splits:
-        bench = Path(lake.root) / BENCHMARK_DIR
-        if not benchmark_clip_ids(bench):
-            raise dg.Failure(f"the benchmark set is not built under {bench}: materialize benchmark_set first, or leave "
-                             f"{BENCHMARK_SPLIT!r} out of splits")
-        sources.append((str(bench), [BENCHMARK_SPLIT]))
-    for root, splits in sources:
-        if splits:
-            w, sc, po, unmatched = lake_windows(str(root), splits, labeler=config.labeler,
-                                                labeler_version=config.labeler_version, max_windows=config.max_windows)
-            if unmatched:
-                context.log.warning(f"{unmatched} shard samples under {root} have no unicycle_targets row (stale "
-                                    "shards?) and were skipped")
-            windows, scenes, poses = windows + w, scenes | sc, poses | po
+    try:
+        windows, scenes, poses, unmatched = held_out_windows(lake.root, config.splits, labeler=config.labeler,
+                                                             labeler_version=config.labeler_version,
+                                                             max_windows=config.max_windows)
+    except FileNotFoundError as exc:
+        raise dg.Failure(str(exc)) from exc
+    if unmatched:
+        context.log.warning(f"{unmatched} shard samples have no unicycle_targets row (stale shards?) and were skipped")
     context.log.info(f"scoring run {run['run_id']} on {len(windows)} windows ({len(scenes)} clips with twin ground truth)")
     act = _agent_fn(run["checkpoint"], config.device, config.noise_scale, config.seed)
     rows, plans, wrong = evaluate(windows, act, scenes, poses, wrong_command=config.wrong_command, seed=config.seed,
