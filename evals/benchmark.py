@@ -37,7 +37,7 @@ from transforms.twin.world import SCENARIOS
 from transforms.twin.writer import BENCHMARK_SEED, BENCHMARK_SPLIT, TwinConfig, write_twin
 from transforms.unicycle import WINDOW_QUARANTINE, TargetsPlan, UnicycleParams, targets_part
 
-BENCHMARK_DIR = "benchmark"  # under the lake root and under the twin directory
+BENCHMARK_DIR = "benchmark"  # its lake, under the training lake's root (its twin in <that>/twin)
 STAMP = "benchmark.json"
 
 Log = Callable[[str], None]

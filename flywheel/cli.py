@@ -198,7 +198,7 @@ def print_eval_summary(lake: str) -> None:
         return
     latest = max(r["finished_us"] for r in rows)
     rows = [r for r in rows if r["finished_us"] == latest]
-    stats = [s for s in io.read(lake, EVAL_STATS, where={"run_id": rows[0]["run_id"]}).to_pylist()]
+    stats = io.read(lake, EVAL_STATS, where={"run_id": rows[0]["run_id"]}).to_pylist()
     splits = sorted({r["split"] for r in rows} - {"all"})
     print(f"\nnavsim_eval: run {rows[0]['run_id']} on {'+'.join(splits)} windows")
     if stats:
