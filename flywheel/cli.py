@@ -125,7 +125,17 @@ def table_counts(lake: str) -> dict[str, int]:
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
-    for name, n in table_counts(Settings.from_env().lake).items():
+    from lake.io import exists
+    from lake.tables import ALL_TABLES
+
+    lake = Settings.from_env().lake
+    counts = table_counts(lake)
+    if not any(exists(lake, t) for t in ALL_TABLES):
+        print(f"flywheel tables: {Path(lake).resolve()} holds no lake table: set FLYWHEEL_LAKE to a lake root "
+              "(the demo writes ./lakehouse), or run `flywheel demo` first", file=sys.stderr)
+        return 2
+    print(f"lake at {Path(lake).resolve()}")
+    for name, n in counts.items():
         print(f"{name:28s} {n:>10,d}")
     return 0
 

@@ -21,15 +21,21 @@ import pyarrow.compute as pc
 from labelers.trace import META_ACTIONS
 from lake import tables as T
 from lake.tables import Table
+from transforms.ids import DATA_SPLITS as SPLITS
+from transforms.index import (
+    CAMERA_HZ,
+    DURATION_S,
+    EGOMOTION_HZ,
+    MAX_ACCEL_MPS2,
+    MAX_EGO_GAP_US,
+    MAX_SPEED_MPS,
+    MIN_CAMERA_SPAN,
+    MIN_FRAME_COVERAGE,
+)
 from transforms.unicycle import UnicycleParams
 
-SPLITS = ("train", "val", "test")
-MAX_SPEED_MPS = 70.0  # 250 km/h: beyond it a pose or velocity is a sensor or unit error
-MAX_ACCEL_MPS2 = 15.0  # 1.5 g longitudinal: beyond any car's braking
 MAX_FIT_MEAN_ERR_M = 0.5  # the (a, κ) fit must retrace the logged poses (typical: millimetres)
 MAX_FIT_MAX_ERR_M = 2.0
-MIN_FRAME_COVERAGE = 0.95  # front-camera frames present / expected, per clip
-MIN_CAMERA_SPAN = 0.8  # the camera's time span / the egomotion's, per usable clip
 MIN_V0_MPS = -1.0  # slow reversing at t0 is real driving (flagged `reversing`), faster is a sign error
 _PARAMS = UnicycleParams()
 
@@ -207,11 +213,13 @@ SUITES: dict[str, Suite] = {s.table.name: s for s in (
     Suite(T.CLIPS, (
         *schema_checks(T.CLIPS),
         in_set("status", ("ok", "quarantined"), "status vocabulary"),
-        in_set("split", SPLITS, "split vocabulary"),
+        # a quarantined clip keeps the split it was listed with, the evidence of why
+        in_set("split", SPLITS, "split vocabulary", view="usable"),
         Check("at least one usable clip", "ExpectTableRowCountToBeBetween", {"min_value": 1}, "usable"),
-        between("duration_s", 1.0, 60.0, "duration 1..60 s", view="usable"),
-        between("fps", 5.0, 61.0, "camera rate 5..61 Hz", view="usable"),
-        between("egomotion_hz", 5.0, 1000.0, "egomotion rate 5..1000 Hz", view="usable"),
+        between("duration_s", *DURATION_S, f"duration {DURATION_S[0]:g}..{DURATION_S[1]:g} s", view="usable"),
+        between("fps", *CAMERA_HZ, f"camera rate {CAMERA_HZ[0]:g}..{CAMERA_HZ[1]:g} Hz", view="usable"),
+        between("egomotion_hz", *EGOMOTION_HZ, f"egomotion rate {EGOMOTION_HZ[0]:g}..{EGOMOTION_HZ[1]:g} Hz",
+                view="usable"),
         between("camera_span_ratio", MIN_CAMERA_SPAN, None, f"camera covers >= {MIN_CAMERA_SPAN:.0%} of the egomotion span",
                 view="usable"),
         in_set("has_front_camera", (True,), "usable clips have the front camera", view="usable"),
@@ -220,7 +228,7 @@ SUITES: dict[str, Suite] = {s.table.name: s for s in (
     Suite(T.EGOMOTION, (
         *schema_checks(T.EGOMOTION),
         *not_null(("x", "y", "qw", "vx", "vy", "ax", "curvature")),
-        between("dt_us", 1, 1_000_000, "timestamps strictly increasing per clip, gaps < 1 s"),
+        between("dt_us", 1, MAX_EGO_GAP_US, f"timestamps strictly increasing per clip, gaps < {MAX_EGO_GAP_US / 1e6:g} s"),
         between("speed_mps", 0.0, MAX_SPEED_MPS, f"speed 0..{MAX_SPEED_MPS:g} m/s"),
         between("ax", -MAX_ACCEL_MPS2, MAX_ACCEL_MPS2, f"longitudinal accel within ±{MAX_ACCEL_MPS2:g} m/s²"),
         # curvature is ill-conditioned at a standstill: a few spikes are tolerated

@@ -13,7 +13,9 @@ A checkpoint directory holds:
 - `stats.safetensors`: the normalisation statistics LeRobot's processors are built from.
 
 The resume state of a run (optimizer moments, RNG, data position) lives beside it in `state/`.
-Both are written to a temporary folder and swapped in, so a crash never leaves a half checkpoint.
+Both are written into a new generation folder `gens/<step>/` and switched to by one atomic
+rename of the `current` link (`checkpoint` and `state` are links through it), so a kill at any
+moment leaves the old pair or the new pair, never a checkpoint of one step with the state of another.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from lake.faults import crash_point
 from trainers.policy import PolicySpec, build_policy, lora_config, processors, resolve_base
 from transforms.unicycle import UnicycleParams
 
@@ -57,6 +62,47 @@ def _swap_in(tmp: Path, final: Path) -> None:
     tmp.rename(final)
     if old.exists():
         shutil.rmtree(old)
+
+
+def run_paths(run_dir: str | Path) -> tuple[Path, Path]:
+    """(checkpoint, state) folders of a run: links through `current` to its latest generation."""
+    return Path(run_dir) / "checkpoint", Path(run_dir) / "state"
+
+
+def save_generation(run_dir: str | Path, step: int, write: Callable[[Path, Path], None]) -> None:
+    """Write a run's checkpoint and resume state for `step` with `write(checkpoint_dir, state_dir)`
+    into a fresh generation, then switch `current` to it in one rename and drop older generations."""
+    run_dir = Path(run_dir)
+    drop_stale_generations(run_dir)
+    gens, current = run_dir / "gens", run_dir / "current"
+    gen = gens / f"{step:09d}"
+    write(gen / "checkpoint", gen / "state")
+    crash_point("checkpoint.before_switch")
+    ckpt, state = run_paths(run_dir)
+    for link, target in ((ckpt, "current/checkpoint"), (state, "current/state")):
+        if link.is_dir() and not link.is_symlink():  # a run saved before generations: its folders go
+            shutil.rmtree(link)
+        if not link.is_symlink():
+            link.symlink_to(target)
+    tmp = run_dir / f".current.tmp-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(Path("gens") / gen.name)
+    os.replace(tmp, current)  # the switch
+    crash_point("checkpoint.after_switch")
+    for g in gens.glob("*"):
+        if g.name != gen.name:
+            shutil.rmtree(g)
+
+
+def drop_stale_generations(run_dir: str | Path) -> list[str]:
+    """Remove the generations `current` does not point to: half-written ones a kill left behind, or
+    the one a kill kept after the switch. Returns their names."""
+    gens, current = Path(run_dir) / "gens", Path(run_dir) / "current"
+    live = current.resolve().name if current.is_symlink() else None
+    stale = [g for g in (gens.iterdir() if gens.is_dir() else ()) if g.name != live]
+    for g in stale:
+        shutil.rmtree(g)
+    return sorted(g.name for g in stale)
 
 
 def _flat_stats(stats: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

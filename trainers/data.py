@@ -19,13 +19,7 @@ import torch
 import webdataset as wds
 from PIL import Image
 
-
-def shard_urls(root: str | Path, split: str) -> list[str]:
-    """The split's shard files under a shard root, in a stable order."""
-    urls = sorted(str(p) for p in (Path(root) / split).glob("*.tar"))
-    if not urls:
-        raise FileNotFoundError(f"no {split} shards under {root}/{split}: materialize webdataset_shards first")
-    return urls
+from transforms.ids import inside
 
 
 def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
@@ -112,21 +106,46 @@ class ShardSet:
     samples: dict[str, int]  # split -> samples
 
 
-def shards_from_manifest(manifest: pa.Table, shard_root: str | Path, *, labeler: str, labeler_version: str) -> ShardSet:
-    """Train/val shard files of every chunk in the manifest exported with this labeler; all must exist."""
+def verify_shards(rows: list[dict[str, Any]], shard_root: str | Path, *, sha256: bool = True) -> None:
+    """Every listed shard is there with the manifest's size and (when asked) sha256: training reads
+    what the manifest describes or nothing. Hashing reads each file once, ~1 GB/s, a small
+    fraction of one epoch's decoding."""
+    missing = [r["path"] for r in rows if not inside(shard_root, r["path"]).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} shards in the manifest are missing under {shard_root}, e.g. "
+                                f"{missing[0]}: re-materialize webdataset_shards for their chunks")
+    for r in rows:
+        path = inside(shard_root, r["path"])
+        size = path.stat().st_size
+        if size != r["bytes"] or (sha256 and _sha256(path) != r["sha256"]):
+            what = f"{size} bytes where the manifest says {r['bytes']}" if size != r["bytes"] else \
+                f"sha256 differs from the manifest's {r['sha256'][:12]}..."
+            raise ValueError(f"shard {path}: {what}: the file is not the one the manifest lists; re-materialize "
+                             f"webdataset_shards for {r['chunk']}")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def shards_from_manifest(manifest: pa.Table, shard_root: str | Path, *, labeler: str, labeler_version: str,
+                         verify_sha256: bool = True) -> ShardSet:
+    """Train/val shard files of every chunk in the manifest exported with this labeler; each must be
+    there as the manifest describes it (size, sha256)."""
     rows = [r for r in manifest.to_pylist() if r["labeler"] == labeler and r["labeler_version"] == labeler_version]
     if not rows:
         have = sorted({(r["labeler"], r["labeler_version"]) for r in manifest.to_pylist()})
         raise ValueError(f"no shards labelled by {labeler} {labeler_version} in the manifest (it has {have or 'none'}): "
                          "materialize webdataset_shards with that labeler first")
-    missing = [r["path"] for r in rows if not (Path(shard_root) / r["path"]).exists()]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} shards in the manifest are missing under {shard_root}, e.g. "
-                                f"{missing[0]}: re-materialize webdataset_shards for their chunks")
+    verify_shards(rows, shard_root, sha256=verify_sha256)
     rows.sort(key=lambda r: r["path"])
     chunks = {r["chunk"]: r["dataset_version"] for r in rows}
     digest = hashlib.sha256(json.dumps(sorted(chunks.items())).encode()).hexdigest()[:16]
-    urls = {s: [str(Path(shard_root) / r["path"]) for r in rows if r["split"] == s] for s in ("train", "val")}
+    urls = {s: [str(inside(shard_root, r["path"])) for r in rows if r["split"] == s] for s in ("train", "val")}
     if not urls["train"]:
         raise ValueError(f"the manifest has no train shards for {labeler} {labeler_version}")
     samples = {s: sum(r["samples"] for r in rows if r["split"] == s) for s in sorted({r["split"] for r in rows})}

@@ -366,7 +366,7 @@ def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_d
     tc = tc.resolved()
     run_id = tc.run_id(data_version)
     run_dir = Path(runs_dir) / run_id
-    ckpt_dir, state_dir = run_dir / "checkpoint", run_dir / "state"
+    ckpt_dir, state_dir = C.run_paths(run_dir)
     if restart and run_dir.exists():
         shutil.rmtree(run_dir)
     if tc.device == "cpu":
@@ -374,6 +374,8 @@ def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_d
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed)
 
+    if stale := C.drop_stale_generations(run_dir):
+        log(f"run {run_id}: removed checkpoint generations {stale} that an interrupted save left behind")
     if (state_dir / "progress.json").exists() and (ckpt_dir / "checkpoint.json").exists():
         meta = C.read_meta(ckpt_dir)
         if meta["step"] >= tc.steps:  # finished before: report it without building the policy (or loading a base)
@@ -415,12 +417,15 @@ def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_d
     def save(at_step: int, next_batch: int, ep: int, last_val: dict[str, float]) -> None:
         extra = {"step": at_step, "run_id": run_id, "data_version": data_version,
                  "train_config": dataclasses.asdict(tc), "metrics": last_val, "params": params}
-        with ema.applied() if ema else nullcontext():
-            C.save_checkpoint(ckpt_dir, policy=policy, cfg=cfg, spec=spec, stats=stats, base=base_ref,
-                              image_hw=image_hw, backbone_dir=backbone_dir, extra=extra)
-        C.save_train_state(state_dir, optimizer=optimizer,
-                           progress={"step": at_step, "epoch": ep, "next_batch": next_batch, "metrics": metrics},
-                           live=dict(ema.params) if ema else None)
+        def write(ckpt: Path, state: Path) -> None:
+            with ema.applied() if ema else nullcontext():
+                C.save_checkpoint(ckpt, policy=policy, cfg=cfg, spec=spec, stats=stats, base=base_ref,
+                                  image_hw=image_hw, backbone_dir=backbone_dir, extra=extra)
+            C.save_train_state(state, optimizer=optimizer,
+                               progress={"step": at_step, "epoch": ep, "next_batch": next_batch, "metrics": metrics},
+                               live=dict(ema.params) if ema else None)
+
+        C.save_generation(run_dir, at_step, write)
 
     # --- the loop -----------------------------------------------------------------------------
     capture = _VelocityCapture(policy.model.action_out_proj) if tc.traj_loss_weight > 0 else None

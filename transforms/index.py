@@ -26,7 +26,8 @@ from scipy.interpolate import CubicSpline
 from lake import tables as T
 from transforms import pai_layout as L
 from transforms.geometry import slerp_quat, yaw_of_quat
-from transforms.source import ChunkFiles
+from transforms.ids import clip_id_problem, split_problem
+from transforms.source import ChunkFiles, placed_chunks
 from transforms.zipread import ChunkUnreadableError, MemberError, ZipMembers, is_unsafe_member_name
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,17 @@ EGO_COLUMNS = ("timestamp", "qx", "qy", "qz", "qw", "x", "y", "z", "vx", "vy", "
 # A window needs poses from t0 - 1.5 s (t0 >= 1.6 s) to t0 + 6.4 s: at least 0.1 s .. 8.0 s of egomotion.
 MIN_EGO_START_US = 100_000
 MIN_EGO_END_US = 8_000_000
+# What a usable clip must satisfy. A clip that does not is quarantined here, one clip at a time; the
+# chunk-level QA suites (qa/suites.py) check the same bounds on what was accepted, so they only fail
+# on a fault of the chunk itself or on a bug here.
+MAX_EGO_GAP_US = 1_000_000  # a longer hole in the egomotion is a dropout, not a slow logger
+MAX_SPEED_MPS = 70.0  # 250 km/h: beyond it a pose or velocity is a sensor or unit error
+MAX_ACCEL_MPS2 = 15.0  # 1.5 g longitudinal: beyond any car's braking
+DURATION_S = (1.0, 60.0)  # the camera's span
+CAMERA_HZ = (5.0, 61.0)
+EGOMOTION_HZ = (5.0, 1000.0)
+MIN_CAMERA_SPAN = 0.8  # the camera's time span / the egomotion's
+MIN_FRAME_COVERAGE = 0.95  # frames present / frames the camera's span implies at its rate
 INDEX_WORKERS = min(4, os.cpu_count() or 1)
 SPLINE_MARGIN = 100  # egomotion samples (~1 s) kept on each side of the frames for the spline
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -86,6 +98,10 @@ def _check_egomotion(ego: pa.Table, name: str) -> dict[str, np.ndarray]:
     missing = [c for c in EGO_COLUMNS if c not in ego.column_names]
     if missing:
         raise _Quarantined("bad_egomotion", f"{name} lacks columns {missing}")
+    not_numeric = {c: str(ego.schema.field(c).type) for c in EGO_COLUMNS
+                   if not (pa.types.is_integer(ego.schema.field(c).type) or pa.types.is_floating(ego.schema.field(c).type))}
+    if not_numeric:
+        raise _Quarantined("bad_egomotion", f"{name}: columns {not_numeric} are not numbers")
     cols = {c: ego.column(c).to_numpy(zero_copy_only=False) for c in EGO_COLUMNS}
     t = cols["timestamp"]
     if len(t) < 2:
@@ -109,6 +125,16 @@ def _check_egomotion(ego: pa.Table, name: str) -> dict[str, np.ndarray]:
         which = sorted({EGO_COLUMNS[1 + j] for j in np.nonzero(bad.any(0))[0]})
         raise _Quarantined("bad_egomotion", f"{name}: {int(bad.sum())} NaN/inf values in {which} "
                                             f"(first at row {row}, t={t[row]} us, {EGO_COLUMNS[1 + col]})")
+    if step.max() > MAX_EGO_GAP_US:
+        i = int(np.argmax(step))
+        raise _Quarantined("egomotion_gap", f"{name}: {step[i] / 1e6:.2f} s without a sample after t={t[i] / 1e6:.2f} s "
+                                            f"(row {i}); at most {MAX_EGO_GAP_US / 1e6:g} s")
+    speed = np.hypot(cols["vx"], cols["vy"])
+    for what, v, bound, unit in (("speed", speed, MAX_SPEED_MPS, "m/s"), ("ax", np.abs(cols["ax"]), MAX_ACCEL_MPS2, "m/s²")):
+        if v.max() > bound:
+            i = int(np.argmax(v))
+            raise _Quarantined("bad_egomotion", f"{name}: {what} {v[i]:.1f} {unit} at row {i} (t={t[i]} us) is beyond "
+                                                f"{bound:g} {unit}: a sensor or unit error")
     qn = np.sqrt(cols["qx"] ** 2 + cols["qy"] ** 2 + cols["qz"] ** 2 + cols["qw"] ** 2)
     if np.abs(qn - 1).max() > 1e-3:
         i = int(np.argmax(np.abs(qn - 1)))
@@ -119,15 +145,17 @@ def _check_egomotion(ego: pa.Table, name: str) -> dict[str, np.ndarray]:
     return cols
 
 
-def _probe_mp4(stream: io.RawIOBase | io.BufferedIOBase, name: str) -> tuple[int, int]:
-    """Open the video and decode its first frame: cheap, and catches files that will not decode."""
+def _probe_mp4(stream: io.RawIOBase | io.BufferedIOBase, name: str) -> tuple[int, int, int]:
+    """Open the video and decode its first frame: cheap, and catches files that will not decode.
+    Returns width, height and the frame count its header declares (0 when it declares none)."""
     try:
         # the demuxer named, not sniffed: PAI camera members are .mp4 (features.csv)
         with av.open(stream, format="mp4") as container:
             if not container.streams.video:
                 raise _Quarantined("bad_video", f"{name} has no video stream")
+            frames = int(container.streams.video[0].frames or 0)
             frame = next(container.decode(video=0))
-            return frame.width, frame.height
+            return frame.width, frame.height, frames
     except (av.FFmpegError, StopIteration, ValueError, MemberError) as exc:
         raise _Quarantined("bad_video", f"{name} does not decode ({type(exc).__name__}: {exc})") from exc
 
@@ -232,51 +260,101 @@ def _read_member_parquet(zm: ZipMembers, name: str) -> pa.Table:
 
 
 def _index_clip(c: _Chunk, clip_id: str, row: dict[str, object]) -> _ClipResult:
+    """One clip's rows, or its quarantine row. Nothing a clip's files hold escapes this boundary:
+    an unforeseen error becomes a quarantine row naming the clip, the file and the cause."""
+    where = "clip_index.parquet"
     try:
-        if clip_id in c.plan.dup_chunks:
-            chunks = c.plan.dup_chunks[clip_id]
-            raise _Quarantined("duplicate_clip", f"clip id listed {len(chunks)} times in clip_index.parquet "
-                                                 f"(chunks {chunks}): ambiguous, not indexed")
-        if c.plan.known_clips.get(clip_id, c.chunk) != c.chunk:
-            raise _Quarantined("duplicate_clip", f"clip id already indexed in {c.plan.known_clips[clip_id]}: "
-                                                 "not indexed twice")
-        if clip_id not in c.plan.calibrated:
-            raise _Quarantined("missing_calibration", f"no {L.FRONT_CAMERA} row in the chunk's camera_intrinsics "
-                                                      "or sensor_extrinsics")
-        ego_name = c.ego_feat.members(clip_id)["egomotion"]
-        if ego_name not in c.ego_zip:
-            raise _Quarantined("missing_member", f"egomotion member {ego_name} missing from {c.ego_zip.path.name}")
-        cols = _check_egomotion(_read_member_parquet(c.ego_zip, ego_name), ego_name)
-
-        names = c.cam_feat.members(clip_id)
-        for alias in ("video", "frame_timestamps"):
-            if names[alias] not in c.cam_zip:
-                raise _Quarantined("missing_member", f"camera member {names[alias]} missing from {c.cam_zip.path.name}")
-        ts_tbl = _read_member_parquet(c.cam_zip, names["frame_timestamps"])
-        if "timestamp" not in ts_tbl.column_names:
-            raise _Quarantined("bad_video", f"{names['frame_timestamps']} has no 'timestamp' column")
-        frame_t = ts_tbl.column("timestamp").to_numpy(zero_copy_only=False).astype(np.int64)
-        if len(frame_t) < 2 or (np.diff(frame_t) <= 0).any():
-            raise _Quarantined("bad_video", f"{names['frame_timestamps']}: frame timestamps not strictly increasing")
         try:
-            video = c.cam_zip.open(names["video"])
-        except MemberError as exc:
-            raise _Quarantined("corrupt_member", str(exc)) from exc
-        with video:
-            width, height = _probe_mp4(video, names["video"])
+            for why in (clip_id_problem(clip_id), split_problem(row["split"])):
+                if why is not None:
+                    raise _Quarantined("bad_identifier", f"{why}: not indexed")
+            _check_placement(c, clip_id)
+            ego_name = c.ego_feat.members(clip_id)["egomotion"]
+            names = c.cam_feat.members(clip_id)
+            for member, zm in ((ego_name, c.ego_zip), (names["video"], c.cam_zip), (names["frame_timestamps"], c.cam_zip)):
+                if member not in zm:
+                    raise _Quarantined("missing_member", f"member {member} missing from {zm.path.name}")
+            if clip_id not in c.plan.calibrated:
+                raise _Quarantined("missing_calibration", f"no {L.FRONT_CAMERA} row in the chunk's camera_intrinsics "
+                                                          "or sensor_extrinsics")
+            where = ego_name
+            cols = _check_egomotion(_read_member_parquet(c.ego_zip, ego_name), ego_name)
+            where = names["frame_timestamps"]
+            frame_t = _frame_times(_read_member_parquet(c.cam_zip, where), where)
+            where = names["video"]
+            try:
+                video = c.cam_zip.open(where)
+            except MemberError as exc:
+                raise _Quarantined("corrupt_member", str(exc)) from exc
+            with video:
+                width, height, n_video = _probe_mp4(video, where)
+            if n_video and n_video != len(frame_t):
+                raise _Quarantined("frame_mismatch", f"{names['frame_timestamps']} has {len(frame_t)} rows but "
+                                                     f"{where} holds {n_video} frames: frame times cannot be trusted")
+            where = "the clip's rates and spans"
+            t = cols["timestamp"]
+            row = {**row, "duration_s": (frame_t[-1] - frame_t[0]) / 1e6, "frame_count": len(frame_t),
+                   "fps": float(1e6 / np.median(np.diff(frame_t))), "egomotion_hz": float(1e6 / np.median(np.diff(t))),
+                   "egomotion_start_us": int(t[0]), "egomotion_end_us": int(t[-1]), "camera_start_us": int(frame_t[0]),
+                   "camera_end_us": int(frame_t[-1]), "image_width": width, "image_height": height}
+            _check_clip_row(row, names["frame_timestamps"])
+        except _Quarantined:
+            raise
+        except (MemoryError, RecursionError):
+            raise
+        except Exception as exc:
+            raise _Quarantined("clip_error", f"{where}: {type(exc).__name__}: {exc}") from exc
     except _Quarantined as q:
         return _ClipResult({**row, "status": "quarantined", "status_reason": q.reason},
                            QuarantineRow(clip_id, q.kind, q.reason))
-
-    t = cols["timestamp"]
-    row = {**row, "duration_s": (frame_t[-1] - frame_t[0]) / 1e6, "frame_count": len(frame_t),
-           "fps": float(1e6 / np.median(np.diff(frame_t))), "egomotion_hz": float(1e6 / np.median(np.diff(t))),
-           "egomotion_start_us": int(t[0]), "egomotion_end_us": int(t[-1]), "camera_start_us": int(frame_t[0]),
-           "camera_end_us": int(frame_t[-1]), "image_width": width, "image_height": height}
     poses = frame_poses(cols, frame_t)
     frames = {"frame_index": np.arange(len(frame_t), dtype=np.int64), "timestamp_us": frame_t,
               "x_m": poses[:, 0], "y_m": poses[:, 1], "yaw_rad": poses[:, 2], "speed_mps": poses[:, 3]}
     return _ClipResult(row, None, cols, frames)
+
+
+def _check_placement(c: _Chunk, clip_id: str) -> None:
+    if clip_id in c.plan.dup_chunks:
+        chunks = c.plan.dup_chunks[clip_id]
+        raise _Quarantined("duplicate_clip", f"clip id listed {len(chunks)} times in clip_index.parquet "
+                                             f"(chunks {chunks}): ambiguous, not indexed")
+    if c.plan.known_clips.get(clip_id, c.chunk) != c.chunk:
+        raise _Quarantined("duplicate_clip", f"clip id already indexed in {c.plan.known_clips[clip_id]}: "
+                                             "not indexed twice")
+
+
+def _frame_times(ts: pa.Table, name: str) -> np.ndarray:
+    if "timestamp" not in ts.column_names:
+        raise _Quarantined("bad_video", f"{name} has no 'timestamp' column")
+    kind = ts.schema.field("timestamp").type
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        raise _Quarantined("bad_video", f"{name}: 'timestamp' is {kind}, expected integer microseconds")
+    raw = ts.column("timestamp").to_numpy(zero_copy_only=False)
+    if not np.isfinite(raw.astype(np.float64)).all():
+        raise _Quarantined("bad_video", f"{name}: non-finite frame timestamps")
+    frame_t = raw.astype(np.int64)
+    if len(frame_t) < 2 or (np.diff(frame_t) <= 0).any():
+        raise _Quarantined("bad_video", f"{name}: frame timestamps not strictly increasing")
+    return frame_t
+
+
+def _check_clip_row(row: dict[str, object], ts_name: str) -> None:
+    """The bounds the chunk's QA suite holds usable clips to, one clip at a time."""
+    for col, (lo, hi) in (("duration_s", DURATION_S), ("fps", CAMERA_HZ), ("egomotion_hz", EGOMOTION_HZ)):
+        if not lo <= row[col] <= hi:  # type: ignore[operator]
+            raise _Quarantined("bad_rates", f"{col} {row[col]:.3g} outside {lo:g}..{hi:g}")
+    span = (row["camera_end_us"] - row["camera_start_us"]) / (row["egomotion_end_us"] - row["egomotion_start_us"])  # type: ignore[operator]
+    if span < MIN_CAMERA_SPAN:
+        raise _Quarantined("bad_rates", f"the camera covers {span:.0%} of the egomotion's span; at least "
+                                        f"{MIN_CAMERA_SPAN:.0%}")
+    coverage = row["frame_count"] / (row["duration_s"] * row["fps"] + 1)  # type: ignore[operator]
+    if coverage < MIN_FRAME_COVERAGE:
+        raise _Quarantined("frame_gap", f"{ts_name}: {row['frame_count']} frames where its span at {row['fps']:.3g} Hz "
+                                        f"implies {row['duration_s'] * row['fps'] + 1:.0f} ({coverage:.0%}); at least "  # type: ignore[operator]
+                                        f"{MIN_FRAME_COVERAGE:.0%}")
+    for flag in ("has_front_camera", "has_egomotion"):
+        if not row[flag]:
+            raise _Quarantined("presence_mismatch", f"feature_presence says {flag} is false although its files are there")
 
 
 def _stray_members(zips: tuple[ZipMembers, ...], clip_index: pd.DataFrame, listed: set[str]) -> list[QuarantineRow]:
@@ -318,6 +396,8 @@ def plan_index(files: ChunkFiles, *, chunk: str, known_clips: dict[str, str] | N
     clip_index = _read_parquet_file(str(files.path("clip_index.parquet")))
     if "chunk" not in clip_index.columns:
         raise ChunkUnreadableError(f"{files.path('clip_index.parquet')}: no 'chunk' column; is this PAI's clip index?")
+    placed, unplaced_note = placed_chunks(clip_index, files.path("clip_index.parquet"))
+    clip_index = clip_index.assign(chunk=placed)
     mine = clip_index[clip_index["chunk"] == files.chunk_id]
     clip_ids = pd.Index(sorted(set(mine.index)), name="clip_id")
     collection = (_read_parquet_file(str(files.path("metadata/data_collection.parquet"))).reindex(clip_ids)
@@ -334,7 +414,7 @@ def plan_index(files: ChunkFiles, *, chunk: str, known_clips: dict[str, str] | N
     zips = (ZipMembers(files.feature_path(L.FRONT_CAMERA)), ZipMembers(files.feature_path(L.EGOMOTION)))
     try:
         stray = _stray_members(zips, clip_index, set(clip_ids))
-        notes = tuple(n for zm in zips for n in zm.notes)
+        notes = tuple(n for zm in zips for n in zm.notes) + ((unplaced_note,) if unplaced_note else ())
     finally:
         for zm in zips:
             zm.close()

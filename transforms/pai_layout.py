@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from transforms.ids import relative_path_problem
+
 REPO_ID = "nvidia/PhysicalAI-Autonomous-Vehicles"
 REPO_TYPE = "dataset"
 
@@ -137,8 +139,18 @@ def load_features_csv(path: str) -> dict[str, Feature]:
     out = {}
     for row in df.itertuples(index=False):
         members = json.loads(row.clip_files_in_zip) if row.clip_files_in_zip else None
-        out[row.feature] = Feature(row.feature, row.directory, row.chunk_path, members)
+        feat = Feature(row.feature, row.directory, row.chunk_path, members)
+        # the paths this file names are opened below the dataset root: none may leave it
+        for what, rel in (("chunk_path", feat.path(0)),
+                          *((f"member {k}", feat.members(_PROBE_CLIP)[k]) for k in (members or {}))):
+            if (why := relative_path_problem(rel)) is not None:
+                raise ValueError(f"{path}: feature {row.feature!r} {what}: {why}; this features.csv is damaged or "
+                                 "hostile: restore the dataset's own")
+        out[row.feature] = feat
     return out
+
+
+_PROBE_CLIP = "00000000-0000-4000-8000-000000000000"
 
 
 def chunk_key(chunk_id: int) -> str:
@@ -147,6 +159,11 @@ def chunk_key(chunk_id: int) -> str:
 
 
 def chunk_id_of(key: str) -> int:
-    if not key.startswith("chunk_") or not key[6:].isdigit():
-        raise ValueError(f"bad chunk partition key {key!r}: expected 'chunk_NNNN', e.g. 'chunk_0000'")
-    return int(key[6:])
+    """The chunk id of a partition key in its one canonical form: 'chunk_0' or 'chunk_00000' would
+    alias chunk_0000 and index its clips twice under two partitions."""
+    digits = key[6:] if key.startswith("chunk_") else ""
+    if not (digits.isascii() and digits.isdigit()) or chunk_key(int(digits)) != key:
+        hint = f" (did you mean {chunk_key(int(digits))!r}?)" if digits.isascii() and digits.isdigit() else ""
+        raise ValueError(f"bad chunk partition key {key!r}: expected 'chunk_NNNN' with at least 4 digits and no "
+                         f"extra leading zeros, e.g. 'chunk_0000'{hint}")
+    return int(digits)

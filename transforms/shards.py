@@ -10,10 +10,17 @@ deterministic for a given libjpeg. So a shard's bytes are a function of its inpu
 and re-exporting gives the same sha256. Each shard is written aside and renamed when complete;
 on resume, shards listed in the manifest with the same dataset version and an intact file are
 skipped (their samples are not decoded again).
+
+Generations: a shard's name carries its dataset version (`{split}/{chunk}-{version}-{n:05d}.tar`),
+so a re-export with other inputs writes beside the old files, never over them, and the manifest's
+Delta commit is the only switch between the two sets. Readers trust only what the manifest lists.
+Files of the chunk that the committed manifest does not list (a killed export's, the generation
+just replaced, `.tmp` files) are removed by `clean_shards`, under the chunk's lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -22,6 +29,7 @@ import tarfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,9 +39,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
+from lake.faults import crash_point
 from lake.io import fixed_lists
 from transforms import pai_layout as L
 from transforms.frames import FrameDecodeError, decode_frames
+from transforms.ids import UnsafePathError, check_sample_key, check_split, inside, relative_path_problem
+from transforms.pai_layout import chunk_id_of
 from transforms.source import ChunkFiles, sha256_of
 from transforms.unicycle import N_FUT, N_HIST, WINDOW_QUARANTINE, window_rows
 from transforms.zipread import MemberError, ZipMembers
@@ -178,7 +189,7 @@ class _ShardFile:
     """A tar being written aside (`.name.tmp`), published by rename when closed."""
 
     def __init__(self, root: Path, rel: str) -> None:
-        self.final = root / rel
+        self.final = inside(root, rel)
         self.final.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.final.with_name(f".{self.final.name}.tmp-{os.getpid()}")
         self._f = open(self.tmp, "wb")
@@ -186,7 +197,10 @@ class _ShardFile:
         self.samples, self.first_key, self.last_key = 0, "", ""
 
     def add(self, key: str, members: list[tuple[str, bytes]]) -> None:
+        check_sample_key(key)
         for name, data in members:
+            if not name.startswith(f"{key}.") or relative_path_problem(name) or "/" in name:
+                raise UnsafePathError(f"tar member {name!r} of sample {key!r}: members are '<key>.<ext>'")
             info = tarfile.TarInfo(name)
             info.size, info.mtime, info.mode = len(data), SHARD_MTIME, 0o444
             info.uname = info.gname = "flywheel"
@@ -205,9 +219,12 @@ class _ShardFile:
         self.tmp.replace(self.final)
 
     def abort(self) -> None:
-        self._tar.close()
-        self._f.close()
-        self.tmp.unlink(missing_ok=True)
+        try:  # closing flushes, and fails again on a full disk: the file goes regardless
+            self._tar.close()
+            self._f.close()
+        finally:
+            self._f.close()
+            self.tmp.unlink(missing_ok=True)
 
 
 def _clip_groups(windows: list[Window]) -> list[list[Window]]:
@@ -284,9 +301,15 @@ def encode_local(files: ChunkFiles, cfg: ShardConfig) -> Encoder:
     return encode
 
 
+def shard_path(split: str, chunk: str, version: str, n: int) -> str:
+    """A shard's path under the shard root; the split and chunk come from data, so both are checked."""
+    chunk_id_of(chunk)
+    return f"{check_split(split)}/{chunk}-{version}-{n:05d}.tar"
+
+
 def export_shards(files: ChunkFiles, windows: list[Window], out_root: Path, cfg: ShardConfig, *, chunk: str,
-                  done: dict[str, ShardRecord] | None = None, encode: Encoder | None = None) -> ExportResult:
-    """Write the chunk's windows into shards `{split}/{chunk}-{n:05d}.tar` under out_root.
+                  version: str, done: dict[str, ShardRecord] | None = None, encode: Encoder | None = None) -> ExportResult:
+    """Write the chunk's windows into shards `shard_path(split, chunk, version, n)` under out_root.
 
     `done` maps shard paths already exported at this dataset version to their records; those
     whose file is intact (same sha256) are skipped and their samples not decoded again.
@@ -304,7 +327,7 @@ def export_shards(files: ChunkFiles, windows: list[Window], out_root: Path, cfg:
     for split, ws in sorted(by_split.items()):
         n, pos = 0, 0
         # resume: skip the completed prefix of this split's shards
-        while (rec := done.get(f"{split}/{chunk}-{n:05d}.tar")) is not None and (out_root / rec.path).is_file() and \
+        while (rec := done.get(shard_path(split, chunk, version, n))) is not None and (out_root / rec.path).is_file() and \
                 sha256_of(out_root / rec.path) == rec.sha256:
             assert ws[pos].key == rec.first_key, f"resume mismatch at {rec.path}: {ws[pos].key} != {rec.first_key}"
             pos += rec.samples
@@ -332,7 +355,7 @@ def export_shards(files: ChunkFiles, windows: list[Window], out_root: Path, cfg:
             if members is None:
                 continue
             if shard is None:
-                shard = _ShardFile(out_root, f"{split}/{chunk}-{next_n[split]:05d}.tar")
+                shard = _ShardFile(out_root, shard_path(split, chunk, version, next_n[split]))
             shard.add(w.key, members)
             if shard.samples >= cfg.max_count or shard.nbytes >= cfg.max_bytes:
                 close()
@@ -347,6 +370,7 @@ def export_shards(files: ChunkFiles, windows: list[Window], out_root: Path, cfg:
 
 def _close(shard: _ShardFile, root: Path, split: str) -> ShardRecord:
     shard.publish()
+    crash_point("shards.after_publish")
     rel = shard.final.relative_to(root).as_posix()
     return ShardRecord(rel, split, shard.samples, shard.final.stat().st_size, sha256_of(shard.final),
                        shard.first_key, shard.last_key)
@@ -361,6 +385,40 @@ def table_digest(table: pa.Table, columns: list[str], sort_by: list[str]) -> str
     return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()[:16]
 
 
+@contextmanager
+def chunk_lock(out_root: Path, chunk: str) -> Iterator[None]:
+    """Exclusive hold on a chunk's shards for one export, its commit and its clean-up.
+
+    Two materializations of the same chunk then follow each other instead of deleting each
+    other's files. The kernel drops the lock when its process dies, even by kill -9.
+    """
+    lock = inside(Path(out_root) / ".locks", f"{chunk}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def clean_shards(out_root: Path, chunk: str, keep: set[str]) -> list[str]:
+    """Remove the chunk's shard files that `keep` (the committed manifest's paths) does not list:
+    temp files of a killed or failed export, and generations replaced. Returns what was removed.
+    Call it holding `chunk_lock`."""
+    chunk_id_of(chunk)
+    out_root = Path(out_root)
+    gone = []
+    for split_dir in (d for d in out_root.iterdir() if d.is_dir() and not d.name.startswith(".")) \
+            if out_root.is_dir() else ():
+        for f in [*split_dir.glob(f"{chunk}-*.tar"), *split_dir.glob(f".{chunk}-*.tar.tmp-*")]:
+            rel = f.relative_to(out_root).as_posix()
+            if rel not in keep:
+                f.unlink(missing_ok=True)
+                gone.append(rel)
+    return sorted(gone)
+
+
 @dataclass(frozen=True)
 class ChunkExport:
     version: str
@@ -373,8 +431,9 @@ def export_chunk(files: ChunkFiles, *, chunk: str, cfg: ShardConfig, out_root: P
                  previous: list[dict[str, object]], encode: Encoder | None = None) -> ChunkExport:
     """Export one chunk's labeled windows, resuming from `previous` manifest rows of the same version.
 
-    `file_sha256` maps features to the sha256 of the chunk files they were read from (bronze);
-    shards of an older export that this one does not produce are deleted.
+    `file_sha256` maps features to the sha256 of the chunk files they were read from (bronze).
+    Nothing is deleted here: the old generation stays until the caller has committed the new
+    manifest and called `clean_shards`.
     """
     if labels.num_rows == 0:
         raise ValueError(f"{chunk}: no commander_labels of {cfg.labeler} {cfg.labeler_version}; materialize "
@@ -386,9 +445,7 @@ def export_chunk(files: ChunkFiles, *, chunk: str, cfg: ShardConfig, out_root: P
         "labels": table_digest(labels, ["clip_id", "t0_us", "command", "trace"], ["clip_id", "t0_us"])})
     done = {str(r["path"]): ShardRecord(**{k: r[k] for k in ShardRecord.__dataclass_fields__})  # type: ignore[arg-type]
             for r in previous if r["dataset_version"] == version}
-    res = export_shards(files, windows, out_root, cfg, chunk=chunk, done=done, encode=encode)
-    for stale in {str(r["path"]) for r in previous} - {s.path for s in res.shards}:
-        (Path(out_root) / stale).unlink(missing_ok=True)
+    res = export_shards(files, windows, out_root, cfg, chunk=chunk, version=version, done=done, encode=encode)
     rows = [{**asdict(s), "chunk": chunk, "dataset_version": version, "labeler": cfg.labeler,
              "labeler_version": cfg.labeler_version, "config": json.dumps(asdict(cfg), sort_keys=True)} for s in res.shards]
     return ChunkExport(version, rows, res)

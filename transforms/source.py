@@ -22,12 +22,14 @@ import pandas as pd
 import pyarrow as pa
 
 from transforms import pai_layout as L
+from transforms.ids import inside
 from transforms.twin.writer import TwinConfig, chunk_is_written, twin_gt_paths, write_metadata, write_twin
 
 log = logging.getLogger(__name__)
 
 SHA40 = re.compile(r"^[0-9a-f]{40}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+DISCOVERY_DEADLINE_S = 30.0  # discovery runs in a sensor tick, which Dagster cuts off at 60 s
 RETRY_STATUS = (408, 429, 500, 502, 503, 504)  # the hub's "try again" answers (as huggingface_hub's own backoff)
 
 
@@ -54,12 +56,15 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def with_retries[T](fn: Callable[[], T], *, what: str, attempts: int = 5, base_s: float = 2.0, max_s: float = 60.0,
-                    transient: Callable[[BaseException], bool] = is_transient,
-                    sleep: Callable[[float], None] | None = None) -> T:
+                    transient: Callable[[BaseException], bool] = is_transient, deadline_s: float | None = None,
+                    sleep: Callable[[float], None] | None = None, clock: Callable[[], float] = time.monotonic) -> T:
     """Call `fn`, retrying transient failures with exponential backoff and jitter (2, 4, 8 ... s).
 
     Hub downloads resume from their `.incomplete` file, so a retry costs only what was lost.
+    With `deadline_s`, no retry starts that would begin after that many seconds: a caller with a
+    time limit of its own (a sensor tick) gets the error in time to report it.
     """
+    start = clock()
     for attempt in range(1, attempts + 1):
         try:
             return fn()
@@ -67,6 +72,10 @@ def with_retries[T](fn: Callable[[], T], *, what: str, attempts: int = 5, base_s
             if attempt == attempts or not transient(exc):
                 raise
             delay = min(max_s, base_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            if deadline_s is not None and clock() - start + delay > deadline_s:
+                raise SourceError(f"{what}: still failing after {clock() - start:.0f} s ({type(exc).__name__}: "
+                                  f"{str(exc)[:200]}); gave up within the {deadline_s:g} s limit: check the network "
+                                  "or the hub's status, and try again") from exc
             log.warning("%s: transient failure (%s: %s); retry %d/%d in %.1f s", what, type(exc).__name__,
                         str(exc)[:200], attempt, attempts - 1, delay)
             (sleep or time.sleep)(delay)
@@ -105,8 +114,29 @@ def sha256_of(path: Path, block: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def placed_chunks(clip_index: pd.DataFrame, path: Path) -> tuple[pd.Series, str]:
+    """Each clip's chunk id as a nullable integer, and a note on the clips that name no usable chunk.
+
+    PAI's column holds integers; digits in strings or integral floats mean the same chunk, so every
+    reader places a clip alike. A NaN, a fraction or a word places it in no chunk: such a clip can
+    be indexed by no partition, and the note (logged, and in each chunk's index notes) names it.
+    """
+    raw = clip_index["chunk"]
+    num = pd.to_numeric(raw, errors="coerce")
+    ok = num.notna() & (num == num.round()) & (num >= 0)
+    note = ""
+    if not ok.all():
+        bad = raw[~ok]
+        examples = ", ".join(f"{cid}: {v!r}" for cid, v in list(bad.items())[:3])
+        note = (f"{path.name}: {len(bad)} clips name no usable chunk (e.g. {examples}): they are in no chunk "
+                "partition; fix their 'chunk' values")
+        log.warning(note)
+    return num.where(ok).astype("Int64"), note
+
+
 def _chunks_in_clip_index(path: Path) -> list[int]:
-    return sorted(int(c) for c in pd.read_parquet(path, columns=["chunk"])["chunk"].unique())
+    placed, _ = placed_chunks(pd.read_parquet(path, columns=["chunk"]), path)
+    return sorted(int(c) for c in placed.dropna().unique())
 
 
 def _repo_paths(features: dict[str, L.Feature], chunk_id: int, wanted: tuple[str, ...]) -> list[str]:
@@ -139,7 +169,7 @@ class LocalDirSource(Source):
         self.revision = revision
 
     def _require(self, rel: str) -> Path:
-        p = self.root / rel
+        p = inside(self.root, rel)
         if not p.is_file():
             raise SourceError(f"{p} is missing: the {self.name} source at {self.root} does not hold {rel}")
         return p
@@ -148,7 +178,7 @@ class LocalDirSource(Source):
         features = L.load_features_csv(str(self._require("features.csv")))
         chunks = _chunks_in_clip_index(self._require("clip_index.parquet"))
         # a mirror may hold only some chunks: offer those whose required files are all there
-        return [c for c in chunks if all((self.root / p).is_file() for p in _repo_paths(features, c, L.REQUIRED_FEATURES))]
+        return [c for c in chunks if all(inside(self.root, p).is_file() for p in _repo_paths(features, c, L.REQUIRED_FEATURES))]
 
     def fetch_chunk(self, chunk_id: int, features: tuple[str, ...] = L.REQUIRED_FEATURES) -> ChunkFiles:
         meta = {rel: self._require(rel) for rel in ("features.csv", "clip_index.parquet")}
@@ -164,7 +194,8 @@ class LocalDirSource(Source):
                               f"{known[:5]}{'...' if len(known) > 5 else ''} ({len(known)} in all)")
         files = {**meta, **{rel: self._require(rel) for rel in _repo_paths(feats, chunk_id, features)}}
         # the twin's ground truth travels with its chunk when present (a copy of a twin, too)
-        files.update({rel: self.root / rel for rel in twin_gt_paths(chunk_id).values() if (self.root / rel).is_file()})
+        files.update({rel: inside(self.root, rel) for rel in twin_gt_paths(chunk_id).values()
+                      if (self.root / rel).is_file()})
         return ChunkFiles(chunk_id, self.name, self.revision, files, feats)
 
 
@@ -266,14 +297,14 @@ class HubSource(Source):
             raise SourceError(f"{what} does not exist in {self.repo_id}@{self.revision[:10]}: unknown chunk or "
                               "feature") from exc
 
-    def _download(self, repo_path: str) -> Path:
+    def _download(self, repo_path: str, *, deadline_s: float | None = None) -> Path:
         import huggingface_hub as hfh
 
         with self._hub_errors(repo_path):
             # hf_hub_download resumes partial downloads (.incomplete) and checks the etag itself
             local = with_retries(lambda: hfh.hf_hub_download(self.repo_id, repo_path, repo_type=L.REPO_TYPE,
                                                              revision=self.revision, cache_dir=self.cache_dir,
-                                                             token=self._token), what=repo_path)
+                                                             token=self._token), what=repo_path, deadline_s=deadline_s)
         path = Path(local)
         self._verify(path, repo_path)
         return path
@@ -290,7 +321,7 @@ class HubSource(Source):
                                   f"{path.resolve()} and fetch again")
 
     def list_chunks(self) -> list[int]:
-        return _chunks_in_clip_index(self._download("clip_index.parquet"))
+        return _chunks_in_clip_index(self._download("clip_index.parquet", deadline_s=DISCOVERY_DEADLINE_S))
 
     def fetch_chunk(self, chunk_id: int, features: tuple[str, ...] = L.REQUIRED_FEATURES) -> ChunkFiles:
         meta = {rel: self._download(rel) for rel in ("features.csv", "clip_index.parquet")}

@@ -379,6 +379,16 @@ class ChunkTargets:
     quarantine: tuple[tuple[str, int, str], ...]  # (clip_id, t0_us, reason)
 
 
+def _check_same_index(chunk: str, clip: str, listed: tuple[int, int], found: tuple[int, int] | None) -> None:
+    """`clips` and `egomotion` of a chunk must come from the same index run. The index commits them
+    one after the other (clips last); a kill between the commits leaves a mix that a re-run repairs,
+    and until then this refuses to fit targets on it."""
+    if found != listed:
+        raise ValueError(f"{chunk}: clip {clip}: `clips` lists egomotion {listed[0]}..{listed[1]} us but `egomotion` "
+                         f"holds {'no rows' if found is None else f'{found[0]}..{found[1]} us'}: the silver tables come "
+                         "from two index runs (one was interrupted); re-materialize clip_index for this chunk")
+
+
 def targets_for_chunk(egomotion: pa.Table, clips: pa.Table, *, chunk: str, params: UnicycleParams | None = None,
                       step_s: float = 0.5) -> ChunkTargets:
     """All windows of a chunk's usable clips, screened, then fitted in one batch."""
@@ -390,14 +400,21 @@ def targets_for_chunk(egomotion: pa.Table, clips: pa.Table, *, chunk: str, param
     ids = ego.column("clip_id").to_numpy(zero_copy_only=False)
     cols = {c: ego.column(c).to_numpy() for c in ("timestamp", "x", "y", "z", "qx", "qy", "qz", "qw")}
     bounds = np.flatnonzero(ids[1:] != ids[:-1]) + 1 if len(ids) else np.zeros(0, int)
-    parts = []
+    span = dict(zip(ok_clips.column("clip_id").to_pylist(), zip(ok_clips.column("egomotion_start_us").to_pylist(),
+                                                                ok_clips.column("egomotion_end_us").to_pylist(),
+                                                                strict=True), strict=True))
+    parts, seen = [], set()
     for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(ids)], strict=True):
         if hi <= lo:
             continue
         clip_cols = {c: v[lo:hi] for c, v in cols.items()}
+        seen.add(clip := str(ids[lo]))
+        _check_same_index(chunk, clip, span[clip], (int(clip_cols["timestamp"][0]), int(clip_cols["timestamp"][-1])))
         t0 = window_t0s(int(clip_cols["timestamp"][0]), int(clip_cols["timestamp"][-1]), step_s=step_s)
         if len(t0):
             parts.append(sample_windows(str(ids[lo]), clip_cols, t0))
+    for clip in sorted(set(span) - seen):
+        _check_same_index(chunk, clip, span[clip], None)
     windows = Windows.concat(parts)
     usable, reasons = screen_windows(windows, p)
     quarantine = tuple((str(windows.clip_id[i]), int(windows.t0_us[i]), reasons[i]) for i in np.flatnonzero(~usable))

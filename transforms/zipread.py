@@ -16,6 +16,11 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+# Members read into memory are parquet files (~0.4 MB of egomotion per real clip) or, when a zip
+# compresses its videos, an mp4 (~20 MB): a member that declares more is damage or a zip bomb.
+MAX_MEMBER_BYTES = 256 * 2**20
+# What one chunk zip may declare in all (a real front-camera zip holds ~2 GB for 100 clips).
+MAX_ZIP_BYTES = 64 * 2**30
 _LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
 _LOCAL_SIG = 0x04034B50
 
@@ -42,6 +47,7 @@ class ZipMembers:
         try:
             self._zf = zipfile.ZipFile(self.path)
             self.names = self._zf.namelist()
+            declared = sum(i.file_size for i in self._zf.infolist())
         except (zipfile.BadZipFile, OSError) as exc:
             self._salvaged = _scan_local_headers(self.path)
             if not self._salvaged:
@@ -52,6 +58,12 @@ class ZipMembers:
             self.notes.append(f"{self.path.name}: central directory unreadable ({exc}); salvaged {complete} complete "
                               f"members of {len(self._salvaged)} from local headers")
             self.names = list(self._salvaged)
+            declared = sum(v[2] for v in self._salvaged.values() if v is not None)
+        if declared > MAX_ZIP_BYTES:
+            self.close()
+            raise ChunkUnreadableError(f"{self.path}: members declare {declared / 2**30:.1f} GiB inflated, more than "
+                                       f"the {MAX_ZIP_BYTES / 2**30:.0f} GiB a chunk zip may hold: damaged or a zip "
+                                       "bomb; delete it and fetch the chunk again")
 
     def __contains__(self, name: str) -> bool:
         return name in self.names
@@ -60,6 +72,7 @@ class ZipMembers:
         if name not in self.names:
             raise MemberError(f"member {name} missing from {self.path.name}")
         if self._zf is not None:
+            _check_size(name, self._zf.getinfo(name).file_size, self.path)
             try:
                 return self._zf.read(name)
             except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
@@ -68,11 +81,12 @@ class ZipMembers:
         if entry is None:
             raise MemberError(f"member {name} of {self.path.name} is truncated (partial download)")
         offset, csize, usize, method, crc = entry
+        _check_size(name, usize, self.path)
         with open(self.path, "rb") as f:
             f.seek(offset)
             raw = f.read(csize)
-        try:
-            data = raw if method == 0 else zlib.decompressobj(-15).decompress(raw)
+        try:  # never inflate past the declared size: a lying header cannot grow memory
+            data = raw if method == 0 else zlib.decompressobj(-15).decompress(raw, usize + 1)
         except zlib.error as exc:
             raise MemberError(f"member {name} of {self.path.name} is corrupt ({exc})") from exc
         if len(data) != usize or zlib.crc32(data) != crc:
@@ -95,6 +109,12 @@ class ZipMembers:
     def close(self) -> None:
         if self._zf is not None:
             self._zf.close()
+
+
+def _check_size(name: str, size: int, path: Path) -> None:
+    if size > MAX_MEMBER_BYTES:
+        raise MemberError(f"member {name} of {path.name} declares {size / 2**20:.0f} MiB inflated, more than the "
+                          f"{MAX_MEMBER_BYTES / 2**20:.0f} MiB a clip's member may hold: not read")
 
 
 def _data_offset(path: Path, info: zipfile.ZipInfo) -> int:

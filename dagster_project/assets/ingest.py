@@ -8,9 +8,10 @@ from dagster_project.assets._meta import preview
 from dagster_project.partitions import POOL_DECODE, POOL_DOWNLOAD, chunks
 from dagster_project.resources import EngineResource, LakeResource, PAISourceResource
 from lake import tables as T
+from lake.faults import crash_point
 from transforms.index import PART_OUTPUTS, STAGE, assemble_index, index_part, plan_index
 from transforms.pai_layout import chunk_id_of
-from transforms.source import chunk_files_from_manifest, chunk_manifest
+from transforms.source import chunk_files_from_manifest, chunk_manifest, is_transient
 
 
 @dg.asset(partitions_def=chunks, group_name="ingest", kinds={"delta"}, pool=POOL_DOWNLOAD,
@@ -19,9 +20,15 @@ from transforms.source import chunk_files_from_manifest, chunk_manifest
 def raw_chunks(context: dg.AssetExecutionContext, lake: LakeResource, source: PAISourceResource) -> dg.MaterializeResult:
     """A chunk's files made local (twin: generated; mirror: located; hub: downloaded) and verified."""
     key = context.partition_key
-    files = source.source().fetch_chunk(chunk_id_of(key))
-    manifest = chunk_manifest(files, chunk=key)
-    version = lake.overwrite_partition(T.CHUNKS, manifest, chunk=key)
+    try:
+        files = source.source().fetch_chunk(chunk_id_of(key))
+        manifest = chunk_manifest(files, chunk=key)
+        version = lake.overwrite_partition(T.CHUNKS, manifest, chunk=key)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        # a bad key, a lake path that is a file, a gated repo: waiting minutes will not fix it
+        raise dg.Failure(f"{key}: {type(exc).__name__}: {exc}", allow_retries=False) from exc
     return dg.MaterializeResult(metadata={
         "files": manifest.num_rows, "bytes": int(pc.sum(manifest.column("bytes")).as_py()),
         "source": files.source, "revision": files.revision, "delta_version": version,
@@ -53,9 +60,15 @@ def chunk_index(context: dg.AssetExecutionContext, lake: LakeResource,  # noqa: 
     ix = assemble_index(plan, eng.map_parts(index_part, plan, list(plan.clip_ids), {}, PART_OUTPUTS, root=lake.root))
     counts = ix.counts()
     lake.overwrite_partition(T.QUARANTINE, ix.quarantine_table(key), chunk=key, extra={"stage": STAGE}, engine=eng)
+    # `clips` last: every later stage selects clips by their status there, so until that commit a
+    # kill leaves the old index in force (the new pose rows of the same files are the same rows)
+    versions = {}
+    for table, data in ((T.EGOMOTION, ix.egomotion), (T.FRAMES, ix.frames), (T.CLIPS, ix.clips)):
+        crash_point(f"index.before_{table.name}")
+        versions[table.name] = lake.overwrite_partition(table, data, chunk=key, engine=eng)
     for asset, table, data in (("clip_index", T.CLIPS, ix.clips), ("egomotion", T.EGOMOTION, ix.egomotion),
                                ("frames", T.FRAMES, ix.frames)):
-        version = lake.overwrite_partition(table, data, chunk=key, engine=eng)
+        version = versions[table.name]
         yield dg.MaterializeResult(asset_key=asset, metadata={
             "rows": data.num_rows, "delta_version": version, **counts,
             "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in ix.notes) or "none"),

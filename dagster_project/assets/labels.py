@@ -34,7 +34,9 @@ def commander_labels(context: dg.AssetExecutionContext, config: CommanderLabelsC
     # a model labeler stays with its model, on this machine's accelerator; the others go to the engine
     eng = EmbeddedEngine() if labeler.name in MODEL_LABELERS else engine.engine()
     context.log.info(f"engine: {eng.describe()}")
-    clips = set(lake.read(T.UNICYCLE_TARGETS, chunk=key, columns=["clip_id"]).column("clip_id").to_pylist())
+    # the gate is in the data: only clips the index still holds usable, whatever targets exist
+    usable = set(lake.read(T.CLIPS, chunk=key, where={"status": "ok"}, columns=["clip_id"]).column("clip_id").to_pylist())
+    clips = usable & set(lake.read(T.UNICYCLE_TARGETS, chunk=key, columns=["clip_id"]).column("clip_id").to_pylist())
     out = eng.map_parts(labels_part, LabelPlan(key, files, labeler, labeler.name in IMAGE_LABELERS, config.phrasing_seed),
                         sorted(clips), {"targets": Input(T.UNICYCLE_TARGETS, key)},
                         {"labels": T.COMMANDER_LABELS.schema, "flagged": WINDOW_QUARANTINE}, root=lake.root)

@@ -4,14 +4,25 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dagster_project.assets._meta import preview, quarantine_rows
 from dagster_project.partitions import POOL_DECODE, chunks
 from dagster_project.resources import EngineResource, LakeResource
 from engines import Input
 from lake import tables as T
+from lake.faults import crash_point
 from transforms.pai_layout import chunk_id_of
-from transforms.shards import SHARD_PART_OUTPUTS, ShardConfig, ShardsPlan, export_chunk, parted_encoder, shards_part
+from transforms.shards import (
+    SHARD_PART_OUTPUTS,
+    ShardConfig,
+    ShardsPlan,
+    chunk_lock,
+    clean_shards,
+    export_chunk,
+    parted_encoder,
+    shards_part,
+)
 from transforms.source import chunk_files_from_manifest
 
 STAGE = "webdataset_shards"
@@ -46,18 +57,32 @@ def webdataset_shards(context: dg.AssetExecutionContext, config: ShardExportConf
     def map_parts(plan: ShardsPlan, clip_ids: list[str]) -> dict[str, pa.Table]:
         return eng.map_parts(shards_part, plan, clip_ids, inputs, SHARD_PART_OUTPUTS, root=lake.root)
 
-    # Embedded, samples are encoded while the tars are written (flat memory, clips decoded ahead);
-    # on Spark the executors encode them. Either way the tars are cut and written here, in order.
-    out = export_chunk(
-        files, chunk=key, cfg=cfg, out_root=Path(lake.root) / "shards",
-        encode=None if eng.name == "embedded" else parted_encoder(map_parts, files, cfg, chunk=key),
-        targets=lake.read(T.UNICYCLE_TARGETS, chunk=key), egomotion=lake.read(T.EGOMOTION, chunk=key),
-        labels=lake.read(T.COMMANDER_LABELS, chunk=key, where=label_version),
-        file_sha256=dict(zip(bronze.column("feature").to_pylist(), bronze.column("sha256").to_pylist(), strict=True)),
-        previous=lake.read(T.SHARD_MANIFEST, chunk=key).to_pylist())
-    res = out.result
-    manifest = pa.Table.from_pylist(out.manifest, schema=T.SHARD_MANIFEST.schema)
-    delta_version = lake.overwrite_partition(T.SHARD_MANIFEST, manifest, chunk=key, engine=eng)
+    # the gate is in the data: a clip quarantined since its targets were made is not exported
+    usable = lake.read(T.CLIPS, chunk=key, where={"status": "ok"}, columns=["clip_id"]).column("clip_id")
+    targets = lake.read(T.UNICYCLE_TARGETS, chunk=key)
+    targets = targets.filter(pc.is_in(targets.column("clip_id"), usable))
+    out_root = Path(lake.root) / "shards"
+    with chunk_lock(out_root, key):
+        previous = lake.read(T.SHARD_MANIFEST, chunk=key).to_pylist()
+        orphans = clean_shards(out_root, key, keep={str(r["path"]) for r in previous})
+        # Embedded, samples are encoded while the tars are written (flat memory, clips decoded ahead);
+        # on Spark the executors encode them. Either way the tars are cut and written here, in order.
+        out = export_chunk(
+            files, chunk=key, cfg=cfg, out_root=out_root,
+            encode=None if eng.name == "embedded" else parted_encoder(map_parts, files, cfg, chunk=key),
+            targets=targets, egomotion=lake.read(T.EGOMOTION, chunk=key),
+            labels=lake.read(T.COMMANDER_LABELS, chunk=key, where=label_version),
+            file_sha256=dict(zip(bronze.column("feature").to_pylist(), bronze.column("sha256").to_pylist(), strict=True)),
+            previous=previous)
+        res = out.result
+        manifest = pa.Table.from_pylist(out.manifest, schema=T.SHARD_MANIFEST.schema)
+        crash_point("shards.before_commit")
+        delta_version = lake.overwrite_partition(T.SHARD_MANIFEST, manifest, chunk=key, engine=eng)  # the switch
+        crash_point("shards.after_commit")
+        replaced = clean_shards(out_root, key, keep={r["path"] for r in out.manifest})
+    if orphans:
+        context.log.warning(f"{key}: removed {len(orphans)} shard files no manifest listed (a killed export's), "
+                            f"e.g. {orphans[0]}")
     if res.written or not res.skipped:  # a full resume decoded nothing new: keep its quarantine rows
         q = [(c, "unusable_window", f"t0={t / 1e6:.1f} s: {r}") for c, t, r in res.quarantined]
         lake.overwrite_partition(T.QUARANTINE, quarantine_rows(key, STAGE, q), chunk=key,
@@ -69,6 +94,7 @@ def webdataset_shards(context: dg.AssetExecutionContext, config: ShardExportConf
         "dataset_version": out.version, "shards": len(res.shards), "shards_written": res.written,
         "shards_skipped": res.skipped, "samples": sum(r.samples for r in res.shards), "samples_by_split": by_split,
         "bytes": sum(r.bytes for r in res.shards), "windows_quarantined": len(res.quarantined),
-        "frames_decoded": res.frames_decoded, "shard_root": str(Path(lake.root) / "shards"),
+        "frames_decoded": res.frames_decoded, "shard_root": str(out_root),
+        "files_removed": len(orphans) + len(replaced),
         "delta_version": delta_version, "preview": preview(manifest, 10, ["path", "split", "samples", "bytes", "sha256"]),
     })

@@ -33,12 +33,12 @@ def chunk0(twin_dir: Path) -> Chunk0:
 
 @pytest.fixture(scope="session")
 def shard_dir(chunk0: Chunk0, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """<dir>/{train,val,test}/chunk_0000-NNNNN.tar at 128x72, kinematic labels."""
+    """<dir>/{train,val,test}/chunk_0000-t-NNNNN.tar at 128x72, kinematic labels."""
     files, targets = chunk0.files, chunk0.targets
     labels = label_windows(KinematicLabeler(), window_contexts(targets, load_twin_gt(files)), chunk="chunk_0000").table
     out = tmp_path_factory.mktemp("shards")
     S.export_shards(files, S.windows_for_chunk(targets, labels, chunk0.egomotion, chunk="chunk_0000"), out,
-                    S.ShardConfig(image_width=128, image_height=72, max_count=12), chunk="chunk_0000")
+                    S.ShardConfig(image_width=128, image_height=72, max_count=12), chunk="chunk_0000", version="t")
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -267,8 +268,9 @@ def test_residual_actions_round_trip_and_are_near_zero_when_the_driver_keeps_goi
 
 def test_training_set_comes_from_the_manifest(shard_dir: Path) -> None:
     rows = [{"chunk": "chunk_0000", "path": str(p.relative_to(shard_dir)), "split": p.parent.name, "samples": 1,
-             "bytes": 1, "sha256": "x", "first_key": "", "last_key": "", "dataset_version": "v0",
-             "labeler": "kinematic", "labeler_version": "1.0", "config": "{}"} for p in sorted(shard_dir.rglob("*.tar"))]
+             "bytes": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "first_key": "",
+             "last_key": "", "dataset_version": "v0", "labeler": "kinematic", "labeler_version": "1.0", "config": "{}"}
+            for p in sorted(shard_dir.rglob("*.tar"))]
     manifest = pa.Table.from_pylist(rows)
     s = shards_from_manifest(manifest, shard_dir, labeler="kinematic", labeler_version="1.0")
     assert s.train and s.val and all("/train/" in u for u in s.train) and s.chunks == {"chunk_0000": "v0"}
@@ -278,6 +280,12 @@ def test_training_set_comes_from_the_manifest(shard_dir: Path) -> None:
         shards_from_manifest(manifest, shard_dir, labeler="vlm", labeler_version="2.0")
     with pytest.raises(FileNotFoundError, match=r"missing under .* re-materialize webdataset_shards"):
         shards_from_manifest(manifest, shard_dir / "elsewhere", labeler="kinematic", labeler_version="1.0")
+    other = pa.Table.from_pylist([{**r, "sha256": "0" * 64} if i == 0 else r for i, r in enumerate(rows)])
+    with pytest.raises(ValueError, match=r"sha256 differs from the manifest's 000000000000.*re-materialize"):
+        shards_from_manifest(other, shard_dir, labeler="kinematic", labeler_version="1.0")
+    shorter = pa.Table.from_pylist([{**r, "bytes": r["bytes"] - 1} if i == 0 else r for i, r in enumerate(rows)])
+    with pytest.raises(ValueError, match=r"bytes where the manifest says"):
+        shards_from_manifest(shorter, shard_dir, labeler="kinematic", labeler_version="1.0", verify_sha256=False)
 
 
 def test_the_default_plan_is_deterministic_and_sampling_is_a_choice(tiny_run: tuple,

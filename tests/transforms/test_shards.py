@@ -33,7 +33,7 @@ def _windows(root: Path, chunk_id: int = 0) -> tuple:
 def exported(twin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     files, windows, targets = _windows(twin_dir)
     out = tmp_path_factory.mktemp("shards")
-    res = S.export_shards(files, windows, out, S.ShardConfig(max_count=7), chunk="chunk_0000")
+    res = S.export_shards(files, windows, out, S.ShardConfig(max_count=7), chunk="chunk_0000", version="t")
     return files, windows, targets, out, res
 
 
@@ -60,7 +60,7 @@ def test_samples_hold_image_command_state_and_targets(exported: tuple) -> None:
 
 def test_reexport_is_byte_identical(exported: tuple, tmp_path: Path) -> None:
     files, windows, _, out, _ = exported
-    S.export_shards(files, windows, tmp_path, S.ShardConfig(max_count=7), chunk="chunk_0000")
+    S.export_shards(files, windows, tmp_path, S.ShardConfig(max_count=7), chunk="chunk_0000", version="t")
     assert _digests(tmp_path) == _digests(out)
 
 
@@ -72,7 +72,8 @@ def test_resume_skips_finished_shards_and_rewrites_the_missing_one(exported: tup
     victim = res.shards[1]
     (tmp_path / "s" / victim.path).unlink()
     done = {r.path: r for r in res.shards}
-    again = S.export_shards(files, windows, tmp_path / "s", S.ShardConfig(max_count=7), chunk="chunk_0000", done=done)
+    again = S.export_shards(files, windows, tmp_path / "s", S.ShardConfig(max_count=7), chunk="chunk_0000", version="t",
+                            done=done)
     assert again.skipped >= 1 and again.written >= 1
     assert _digests(tmp_path / "s") == _digests(out)
     assert again.frames_decoded < sum(r.samples for r in res.shards)  # finished shards were not decoded again
@@ -92,7 +93,7 @@ def test_interrupted_export_publishes_no_partial_shard(exported: tuple, tmp_path
 
     monkeypatch.setattr(S, "sample_members", crash_on_tenth)
     with pytest.raises(KeyboardInterrupt):
-        S.export_shards(files, windows, tmp_path, S.ShardConfig(max_count=7), chunk="chunk_0000")
+        S.export_shards(files, windows, tmp_path, S.ShardConfig(max_count=7), chunk="chunk_0000", version="t")
     published, complete = _digests(tmp_path), _digests(exported[3])
     assert published and len(published) < len(complete) and not list(tmp_path.rglob(".*tmp*"))
     assert all(complete[p] == d for p, d in published.items())  # what was published is whole
@@ -100,13 +101,13 @@ def test_interrupted_export_publishes_no_partial_shard(exported: tuple, tmp_path
 
 def test_shards_roll_by_bytes(exported: tuple, tmp_path: Path) -> None:
     files, windows, *_ = exported
-    res = S.export_shards(files, windows[:6], tmp_path, S.ShardConfig(max_bytes=1), chunk="chunk_0000")
+    res = S.export_shards(files, windows[:6], tmp_path, S.ShardConfig(max_bytes=1), chunk="chunk_0000", version="t")
     assert [r.samples for r in res.shards] == [1] * 6
 
 
 def test_history_frames_are_exported(exported: tuple, tmp_path: Path) -> None:
     files, windows, *_ = exported
-    S.export_shards(files, windows[:3], tmp_path, S.ShardConfig(history_frames=3), chunk="chunk_0000")
+    S.export_shards(files, windows[:3], tmp_path, S.ShardConfig(history_frames=3), chunk="chunk_0000", version="t")
     s = next(iter(wds.WebDataset(sorted(str(p) for p in tmp_path.rglob("*.tar")), shardshuffle=False)))
     assert {"jpg", "prev1.jpg", "prev2.jpg", "prev3.jpg"} <= set(s) and json.loads(s["json"])["image"]["history_frames"] == 3
 
@@ -116,7 +117,7 @@ def test_undecodable_video_quarantines_its_windows_and_the_rest_export(twin_copy
     bad_clip = windows[0].clip_id
     name = L.FEATURES[L.FRONT_CAMERA].members(bad_clip)["video"]
     rewrite_zip(twin_copy / L.FEATURES[L.FRONT_CAMERA].path(0), lambda m: {**m, name: b"\x00" * 4096})
-    res = S.export_shards(files, windows, tmp_path, S.ShardConfig(), chunk="chunk_0000")
+    res = S.export_shards(files, windows, tmp_path, S.ShardConfig(), chunk="chunk_0000", version="t")
     bad = [w for w in windows if w.clip_id == bad_clip]
     assert {c for c, _, _ in res.quarantined} == {bad_clip} and len(res.quarantined) == len(bad)
     assert sum(r.samples for r in res.shards) == len(windows) - len(bad)

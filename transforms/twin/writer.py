@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from scipy.spatial.transform import Rotation
 
 from transforms import pai_layout as L
+from transforms.ids import BENCHMARK_SPLIT
 from transforms.twin.render import FThetaCamera, render_frames
 from transforms.twin.world import SCENARIOS, World, simulate
 
@@ -52,7 +53,6 @@ timestamps in microseconds on the clip clock, like PAI's own files.
 
 # Reserved for the benchmark set (evals/benchmark.py): a training twin with this seed would hold its clips.
 BENCHMARK_SEED = 7_340_033
-BENCHMARK_SPLIT = "benchmark"
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed member dates: the same config writes the same bytes
 

@@ -1,0 +1,155 @@
+"""Faults the index and the source must turn into a quarantine row or an immediate, named error."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from dagster_project.assets import ingest
+from dagster_project.resources import LakeResource
+from lake import io
+from lake import tables as T
+from tests.conftest import rewrite_zip
+from tests.faults import damage as D
+from tests.faults.conftest import new_instance, resources
+from transforms import index as ix
+from transforms import pai_layout as L
+from transforms import source as S
+from transforms import zipread
+from transforms.source import mirror_source
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _index(root: Path) -> ix.ChunkIndex:
+    return ix.index_chunk(mirror_source(root).fetch_chunk(0), chunk="chunk_0000")
+
+
+def _kinds(result: ix.ChunkIndex) -> dict[str, str]:
+    return {q.clip_id: q.kind for q in result.quarantine}
+
+
+def test_chunk_column_of_digit_strings_places_clips_as_integers_do(fault_copy: Path) -> None:
+    clips = D.clips_of(fault_copy)
+    D.edit_clip_index(fault_copy, lambda ci: ci.assign(chunk=ci["chunk"].astype(str)))
+    assert mirror_source(fault_copy).list_chunks() == [0]
+    result = _index(fault_copy)
+    assert sorted(result.clips.column("clip_id").to_pylist()) == clips and not result.quarantine
+
+
+def test_a_clip_with_no_usable_chunk_is_named_and_the_rest_indexed(fault_copy: Path) -> None:
+    clips = D.clips_of(fault_copy)
+
+    def nan_for_first(ci):
+        ci = ci.assign(chunk=ci["chunk"].astype(float))
+        ci.loc[clips[0], "chunk"] = np.nan
+        return ci
+
+    D.edit_clip_index(fault_copy, nan_for_first)
+    assert mirror_source(fault_copy).list_chunks() == [0]
+    result = _index(fault_copy)
+    assert sorted(result.clips.column("clip_id").to_pylist()) == clips[1:]
+    assert any(clips[0] in n and "no usable chunk" in n for n in result.notes), result.notes
+
+
+def test_a_member_declaring_more_than_the_cap_is_not_inflated(fault_copy: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    clips = D.clips_of(fault_copy)
+    name = L.FEATURES[L.EGOMOTION].members(clips[2])["egomotion"]
+    rewrite_zip(fault_copy / L.FEATURES[L.EGOMOTION].path(0), lambda m: {**m, name: bytes(4 * 2**20)})
+    monkeypatch.setattr(zipread, "MAX_MEMBER_BYTES", 2**20)
+    result = _index(fault_copy)
+    assert _kinds(result) == {clips[2]: "corrupt_member"}
+    assert "declares 4 MiB inflated, more than the 1 MiB" in result.quarantine[0].reason
+
+
+def test_a_zip_declaring_more_than_a_chunk_may_hold_fails_naming_it(fault_copy: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(zipread, "MAX_ZIP_BYTES", 2**20)
+    with pytest.raises(zipread.ChunkUnreadableError, match=r"egomotion.chunk_0000.zip: members declare .* zip bomb"):
+        _index(fault_copy)
+
+
+def test_a_clip_missing_from_the_zips_is_quarantined_as_missing(fault_copy: Path) -> None:
+    clips = D.clips_of(fault_copy)
+    D.remove_clip_files(fault_copy, clips[4])
+    result = _index(fault_copy)
+    assert _kinds(result) == {clips[4]: "missing_member"} and "egomotion.parquet missing" in result.quarantine[0].reason
+
+
+def test_an_unforeseen_error_in_one_clip_becomes_its_quarantine_row(fault_copy: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    clips = D.clips_of(fault_copy)
+    real = ix._check_clip_row
+
+    def check(row: dict, name: str) -> None:
+        if row["clip_id"] == clips[3]:
+            raise KeyError("status")
+        real(row, name)
+
+    monkeypatch.setattr(ix, "_check_clip_row", check)
+    result = _index(fault_copy)
+    assert _kinds(result) == {clips[3]: "clip_error"}
+    assert "KeyError" in result.quarantine[0].reason and result.counts()["clips_ok"] == len(clips) - 1
+
+
+def _failed_at_once(result: dg.ExecuteInJobResult) -> bool:
+    retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    return not result.success and not retried
+
+
+def test_raw_chunks_fails_at_once_on_errors_a_retry_cannot_fix(fault_copy: Path, tmp_path: Path) -> None:
+    start = time.monotonic()
+    # a partition key alias: refused with the canonical key, nothing fetched
+    res = dg.materialize([ingest.raw_chunks], partition_key="chunk_0", instance=new_instance(("chunk_0",)),
+                         resources=resources(tmp_path / "lake", fault_copy), raise_on_error=False)
+    assert _failed_at_once(res) and not (tmp_path / "lake").exists()
+    # a lake path that is a file
+    (tmp_path / "file").write_text("")
+    res = dg.materialize([ingest.raw_chunks], partition_key="chunk_0000", instance=new_instance(),
+                         resources={**resources(tmp_path / "file", fault_copy), "lake": LakeResource(
+                             root=str(tmp_path / "file"))}, raise_on_error=False)
+    assert _failed_at_once(res)
+    # a features.csv whose path leaves the dataset
+    rows = L.features_csv_rows()
+    import pandas as pd
+
+    pd.DataFrame([{**r, "chunk_path": "../../../../etc/hostname"} if r["feature"] == L.EGOMOTION else r
+                  for r in rows]).to_csv(fault_copy / "features.csv", index=False)
+    res = dg.materialize([ingest.raw_chunks], partition_key="chunk_0000", instance=new_instance(),
+                         resources=resources(tmp_path / "lake2", fault_copy), raise_on_error=False)
+    assert _failed_at_once(res) and io.read(tmp_path / "lake2", T.CHUNKS).num_rows == 0
+    failure = next(e for e in res.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "../../../../etc/hostname" in str(failure.event_specific_data.error)
+    assert time.monotonic() - start < 60  # the retry policy waits 60 s before a retry
+
+
+def test_discovery_gives_up_within_its_deadline() -> None:
+    import httpx
+
+    now = [0.0]
+
+    def unreachable() -> None:
+        now[0] += 8.0  # each attempt spends its connect timeout
+        raise httpx.ConnectError("no route to host")
+
+    def sleep(s: float) -> None:
+        now[0] += s
+
+    with pytest.raises(S.SourceError, match=r"gave up within the 30 s limit"):
+        S.with_retries(unreachable, what="clip_index.parquet", deadline_s=S.DISCOVERY_DEADLINE_S, sleep=sleep,
+                       clock=lambda: now[0])
+    assert now[0] <= S.DISCOVERY_DEADLINE_S + 8.0
+
+
+def test_flywheel_tables_refuses_a_path_that_holds_no_lake(tmp_path: Path) -> None:
+    out = subprocess.run([str(Path(sys.executable).parent / "flywheel"), "tables"], capture_output=True, text=True,
+                         cwd=REPO, env={**os.environ, "FLYWHEEL_LAKE": str(tmp_path / "nothing")}, timeout=120)
+    assert out.returncode == 2 and "holds no lake table" in out.stderr and str(tmp_path / "nothing") in out.stderr
