@@ -20,6 +20,7 @@ import webdataset as wds
 from PIL import Image
 
 from transforms.ids import inside
+from transforms.source import sha256_of
 
 
 def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
@@ -117,19 +118,11 @@ def verify_shards(rows: list[dict[str, Any]], shard_root: str | Path, *, sha256:
     for r in rows:
         path = inside(shard_root, r["path"])
         size = path.stat().st_size
-        if size != r["bytes"] or (sha256 and _sha256(path) != r["sha256"]):
+        if size != r["bytes"] or (sha256 and sha256_of(path) != r["sha256"]):
             what = f"{size} bytes where the manifest says {r['bytes']}" if size != r["bytes"] else \
                 f"sha256 differs from the manifest's {r['sha256'][:12]}..."
             raise ValueError(f"shard {path}: {what}: the file is not the one the manifest lists; re-materialize "
                              f"webdataset_shards for {r['chunk']}")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def shards_from_manifest(manifest: pa.Table, shard_root: str | Path, *, labeler: str, labeler_version: str,

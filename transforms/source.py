@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import re
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -56,15 +57,12 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def with_retries[T](fn: Callable[[], T], *, what: str, attempts: int = 5, base_s: float = 2.0, max_s: float = 60.0,
-                    transient: Callable[[BaseException], bool] = is_transient, deadline_s: float | None = None,
-                    sleep: Callable[[float], None] | None = None, clock: Callable[[], float] = time.monotonic) -> T:
+                    transient: Callable[[BaseException], bool] = is_transient,
+                    sleep: Callable[[float], None] | None = None) -> T:
     """Call `fn`, retrying transient failures with exponential backoff and jitter (2, 4, 8 ... s).
 
     Hub downloads resume from their `.incomplete` file, so a retry costs only what was lost.
-    With `deadline_s`, no retry starts that would begin after that many seconds: a caller with a
-    time limit of its own (a sensor tick) gets the error in time to report it.
     """
-    start = clock()
     for attempt in range(1, attempts + 1):
         try:
             return fn()
@@ -72,10 +70,6 @@ def with_retries[T](fn: Callable[[], T], *, what: str, attempts: int = 5, base_s
             if attempt == attempts or not transient(exc):
                 raise
             delay = min(max_s, base_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-            if deadline_s is not None and clock() - start + delay > deadline_s:
-                raise SourceError(f"{what}: still failing after {clock() - start:.0f} s ({type(exc).__name__}: "
-                                  f"{str(exc)[:200]}); gave up within the {deadline_s:g} s limit: check the network "
-                                  "or the hub's status, and try again") from exc
             log.warning("%s: transient failure (%s: %s); retry %d/%d in %.1f s", what, type(exc).__name__,
                         str(exc)[:200], attempt, attempts - 1, delay)
             (sleep or time.sleep)(delay)
@@ -84,6 +78,32 @@ def with_retries[T](fn: Callable[[], T], *, what: str, attempts: int = 5, base_s
 
 class SourceError(RuntimeError):
     """A source cannot deliver what was asked; the message says what to do about it."""
+
+
+def call_within[T](fn: Callable[[], T], *, seconds: float, what: str) -> T:
+    """`fn()`, or a SourceError once `seconds` have passed without an answer.
+
+    huggingface_hub retries a refused or timed-out request itself (6 tries, ~25 s of backoff, each
+    try up to its 10 s timeout), so no retry count bounds the wait; a clock does. The call goes on
+    in a daemon thread that nobody waits for and that ends when huggingface_hub gives up.
+    """
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, name=f"within:{what}", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise SourceError(f"{what}: no answer within {seconds:g} s; the hub is unreachable or slow: check the "
+                          "network (or HF_ENDPOINT), or use FLYWHEEL_SOURCE=mirror")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -297,14 +317,14 @@ class HubSource(Source):
             raise SourceError(f"{what} does not exist in {self.repo_id}@{self.revision[:10]}: unknown chunk or "
                               "feature") from exc
 
-    def _download(self, repo_path: str, *, deadline_s: float | None = None) -> Path:
+    def _download(self, repo_path: str, *, attempts: int = 5) -> Path:
         import huggingface_hub as hfh
 
         with self._hub_errors(repo_path):
             # hf_hub_download resumes partial downloads (.incomplete) and checks the etag itself
             local = with_retries(lambda: hfh.hf_hub_download(self.repo_id, repo_path, repo_type=L.REPO_TYPE,
                                                              revision=self.revision, cache_dir=self.cache_dir,
-                                                             token=self._token), what=repo_path, deadline_s=deadline_s)
+                                                             token=self._token), what=repo_path, attempts=attempts)
         path = Path(local)
         self._verify(path, repo_path)
         return path
@@ -321,7 +341,10 @@ class HubSource(Source):
                                   f"{path.resolve()} and fetch again")
 
     def list_chunks(self) -> list[int]:
-        return _chunks_in_clip_index(self._download("clip_index.parquet", deadline_s=DISCOVERY_DEADLINE_S))
+        # discovery runs in a sensor tick: one try (huggingface_hub's own retries included), on a clock
+        path = call_within(lambda: self._download("clip_index.parquet", attempts=1), seconds=DISCOVERY_DEADLINE_S,
+                           what=f"discovering chunks of {self.repo_id}")
+        return _chunks_in_clip_index(path)
 
     def fetch_chunk(self, chunk_id: int, features: tuple[str, ...] = L.REQUIRED_FEATURES) -> ChunkFiles:
         meta = {rel: self._download(rel) for rel in ("features.csv", "clip_index.parquet")}

@@ -131,22 +131,33 @@ def test_raw_chunks_fails_at_once_on_errors_a_retry_cannot_fix(fault_copy: Path,
     assert time.monotonic() - start < 60  # the retry policy waits 60 s before a retry
 
 
-def test_discovery_gives_up_within_its_deadline() -> None:
-    import httpx
+def test_call_within_answers_or_gives_up_on_time() -> None:
+    assert S.call_within(lambda: 7, seconds=5, what="x") == 7
+    with pytest.raises(KeyError):
+        S.call_within(lambda: {}["k"], seconds=5, what="x")
+    start = time.monotonic()
+    with pytest.raises(S.SourceError, match=r"discovering: no answer within 0.3 s"):
+        S.call_within(lambda: time.sleep(5), seconds=0.3, what="discovering")
+    assert time.monotonic() - start < 2
 
-    now = [0.0]
 
-    def unreachable() -> None:
-        now[0] += 8.0  # each attempt spends its connect timeout
-        raise httpx.ConnectError("no route to host")
+@pytest.mark.slow
+def test_discovery_from_a_hub_that_never_answers_ends_before_a_sensor_tick(tmp_path: Path) -> None:
+    """A server that accepts connections and never replies: huggingface_hub alone would wait ~85 s."""
+    import socket
 
-    def sleep(s: float) -> None:
-        now[0] += s
-
-    with pytest.raises(S.SourceError, match=r"gave up within the 30 s limit"):
-        S.with_retries(unreachable, what="clip_index.parquet", deadline_s=S.DISCOVERY_DEADLINE_S, sleep=sleep,
-                       clock=lambda: now[0])
-    assert now[0] <= S.DISCOVERY_DEADLINE_S + 8.0
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        script = ("import time\nfrom transforms.source import HubSource\nt = time.monotonic()\n"
+                  f"try:\n    HubSource('0' * 40, cache_dir={str(tmp_path)!r}).list_chunks()\n"
+                  "except Exception as e:\n    print(type(e).__name__, e)\nprint('took', time.monotonic() - t)\n")
+        env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120,
+                             env={**env, "HF_ENDPOINT": f"http://127.0.0.1:{server.getsockname()[1]}"})
+    took = float(out.stdout.split("took")[-1])
+    assert "SourceError" in out.stdout and "no answer within 30 s" in out.stdout, out.stdout + out.stderr[-2000:]
+    assert took < 40  # a sensor tick is cut off at 60 s
 
 
 def test_flywheel_tables_refuses_a_path_that_holds_no_lake(tmp_path: Path) -> None:

@@ -224,9 +224,14 @@ def test_targets_for_chunk_builds_the_table() -> None:
     ego = _egomotion_table(world)
     n = ego.num_rows
     ego = ego.append_column("chunk", pa.array(["chunk_0000"] * n)).append_column("clip_id", pa.array(["c1"] * n))
-    clips = pa.table({"clip_id": ["c1", "c2"], "split": ["val", "train"], "status": ["ok", "quarantined"]})
+    ts = ego.column("timestamp")
+    clips = pa.table({"clip_id": ["c1", "c2"], "split": ["val", "train"], "status": ["ok", "quarantined"],
+                      "egomotion_start_us": [ts[0].as_py(), None], "egomotion_end_us": [ts[-1].as_py(), None]})
     out = targets_for_chunk(ego, clips, chunk="chunk_0000")
     t = out.table
+    # egomotion of another index run than the clips row: refused, never fitted
+    with pytest.raises(ValueError, match=r"clip c1: `clips` lists egomotion .* two index runs"):
+        targets_for_chunk(ego.slice(0, n - 10), clips, chunk="chunk_0000")
     assert t.num_rows == len(window_t0s(int(ego.column("timestamp")[0].as_py()), int(ego.column("timestamp")[-1].as_py())))
     assert set(t.column("split").to_pylist()) == {"val"} and not out.quarantine
     assert len(t.column("accel_mps2")[0]) == 64 and len(t.column("future_xyz")[0]) == 192
