@@ -110,7 +110,8 @@ def read(
     root: str | Path, table: Table, *, chunk: str | None = None, where: dict[str, str] | None = None,
     columns: list[str] | None = None,
 ) -> pa.Table:
-    """Rows of a table (optionally one chunk / equality filters), in the table's schema.
+    """Rows of a table (optionally one chunk / equality filters), in the table's schema, ordered by
+    its key when the key is among the columns read.
 
     A table that was never written reads as empty, so a first run has nothing special to do.
     """
@@ -120,6 +121,10 @@ def read(
         return schema.empty_table()
     cols = ", ".join(f'"{c}"' for c in schema.names)
     sql = f"SELECT {cols} FROM t" + (f" WHERE {predicate(filt)}" if filt else "")
+    if table.key and set(table.key) <= set(schema.names):
+        # a table's rows have no order of their own (the scan may read its files in parallel):
+        # the key gives one, so a read is the same whatever files the last commits left
+        sql += " ORDER BY " + ", ".join(f'"{c}"' for c in table.key)
     result = pa.table(QueryBuilder().register("t", DeltaTable(table_uri(root, table))).execute(sql).read_all())
     return result.cast(schema) if result.num_rows else schema.empty_table()
 

@@ -143,7 +143,7 @@ def test_call_within_answers_or_gives_up_on_time() -> None:
 
 @pytest.mark.slow
 def test_discovery_from_a_hub_that_never_answers_ends_before_a_sensor_tick(tmp_path: Path) -> None:
-    """A server that accepts connections and never replies: huggingface_hub alone would wait ~85 s."""
+    """A server that accepts connections and never replies: huggingface_hub alone waited 397 s here."""
     import socket
 
     with socket.socket() as server:
@@ -164,3 +164,29 @@ def test_flywheel_tables_refuses_a_path_that_holds_no_lake(tmp_path: Path) -> No
     out = subprocess.run([str(Path(sys.executable).parent / "flywheel"), "tables"], capture_output=True, text=True,
                          cwd=REPO, env={**os.environ, "FLYWHEEL_LAKE": str(tmp_path / "nothing")}, timeout=120)
     assert out.returncode == 2 and "holds no lake table" in out.stderr and str(tmp_path / "nothing") in out.stderr
+
+
+_PEAK = ("import resource, sys\nfrom transforms.index import index_chunk\nfrom transforms.source import mirror_source\n"
+         "ix = index_chunk(mirror_source(sys.argv[1]).fetch_chunk(0), chunk='chunk_0000', workers=1)\n"
+         "print(sorted(q.kind for q in ix.quarantine), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+
+
+def _peak_mib(root: Path) -> tuple[str, int]:
+    out = subprocess.run([sys.executable, "-c", _PEAK, str(root)], capture_output=True, text=True, cwd=REPO,
+                         timeout=300, check=True)
+    kinds, mib = out.stdout.strip().rsplit(" ", 1)
+    return kinds, int(mib)
+
+
+@pytest.mark.slow
+def test_a_zip_bomb_member_costs_no_memory(fault_twin: Path, fault_copy: Path) -> None:
+    """A 1 GiB member of zeros (1 MiB deflated) in place of one clip's egomotion: refused by its
+    declared size, so indexing the chunk peaks no higher than indexing the clean one."""
+    clip = D.clips_of(fault_copy)[1]
+    name = L.FEATURES[L.EGOMOTION].members(clip)["egomotion"]
+    rewrite_zip(fault_copy / L.FEATURES[L.EGOMOTION].path(0), lambda m: {**m, name: bytes(2**30)})
+    clean_kinds, clean_mib = _peak_mib(fault_twin)
+    kinds, mib = _peak_mib(fault_copy)
+    assert clean_kinds == "[]" and kinds == "['corrupt_member']"
+    print(f"peak RSS: clean chunk {clean_mib} MiB, with a 1 GiB member {mib} MiB")
+    assert mib < clean_mib + 100
