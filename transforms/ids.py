@@ -53,7 +53,7 @@ def relative_path_problem(rel: str) -> str | None:
     """Why `rel` is not a plain relative path below its root (absolute, '..', backslash, NUL), or None."""
     p = PurePosixPath(rel)
     if not rel or p.is_absolute() or ".." in p.parts or "\\" in rel or "\x00" in rel or ":" in rel:
-        return f"path {rel!r} must be relative and stay below its root (no '..', '/', '\\' or ':' at its start)"
+        return f"path {rel!r} must be relative and stay below its root (no leading '/', no '..' part, no '\\', ':' or NUL)"
     return None
 
 
