@@ -67,6 +67,7 @@ class ChunkIndex:
     frames: pa.Table
     quarantine: tuple[QuarantineRow, ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    split_source: str = "clip_index.parquet"
 
     def quarantine_table(self, chunk: str) -> pa.Table:
         q = self.quarantine
@@ -189,8 +190,8 @@ def frame_poses(cols: dict[str, np.ndarray], frame_t: np.ndarray) -> np.ndarray:
 def _presence(files: ChunkFiles, clip_ids: pd.Index) -> pd.DataFrame:
     if "metadata/feature_presence.parquet" in files.files:
         pres = _read_parquet_file(str(files.path("metadata/feature_presence.parquet")))
-    elif "metadata/sensor_presence.parquet" in files.files:  # datasets before 26.03
-        pres = _read_parquet_file(str(files.path("metadata/sensor_presence.parquet"))).select_dtypes(include=bool)
+    elif L.LEGACY_PRESENCE in files.files:  # datasets before 26.03
+        pres = _read_parquet_file(str(files.path(L.LEGACY_PRESENCE))).select_dtypes(include=bool)
     else:
         pres = pd.DataFrame(index=clip_ids)
     pres = pres.reindex(clip_ids)
@@ -224,6 +225,7 @@ class IndexPlan:
     calibrated: frozenset[str]  # clips with front-camera intrinsics and extrinsics
     stray: tuple[QuarantineRow, ...]  # zip members that belong to no clip of this chunk
     notes: tuple[str, ...]
+    split_source: str  # where the clips' splits came from (see _splits)
     workers: int = INDEX_WORKERS
 
 
@@ -389,6 +391,22 @@ def _concat(parts: list[tuple[str, dict[str, np.ndarray]]], table: T.Table, chun
     return pa.table(data).cast(table.schema)
 
 
+def _splits(files: ChunkFiles, mine: pd.DataFrame) -> tuple[dict[str, str], str]:
+    """Each clip's split, and where it came from: `splits/default.parquet` where the dataset ships
+    it (physical-ai-av reads it over clip_index's column), else clip_index.parquet."""
+    listed = mine["split"].astype(str).to_dict() if "split" in mine.columns else {}
+    if L.SPLITS_FILE not in files.files:
+        return listed, "clip_index.parquet"
+    official = _read_parquet_file(str(files.path(L.SPLITS_FILE)))
+    if "split" not in official.columns:
+        raise ChunkUnreadableError(f"{files.path(L.SPLITS_FILE)}: no 'split' column; is this PAI's split file?")
+    official = official["split"].astype(str)
+    covered = [c for c in mine.index if c in official.index]
+    missing = len(mine) - len(covered)
+    source = L.SPLITS_FILE + (f" ({missing} clips it does not list keep clip_index.parquet's)" if missing else "")
+    return {**listed, **{c: official[c] for c in covered}}, source
+
+
 def plan_index(files: ChunkFiles, *, chunk: str, known_clips: dict[str, str] | None = None,
                workers: int = INDEX_WORKERS) -> IndexPlan:
     """Read a chunk's metadata and zip directories; `known_clips` maps clip ids already indexed to
@@ -406,7 +424,7 @@ def plan_index(files: ChunkFiles, *, chunk: str, known_clips: dict[str, str] | N
     presence = _presence(files, clip_ids).to_dict("index")
     collection = collection.reindex(columns=["country", "platform_class", "month", "hour_of_day"]).astype(object)
     collection = collection.where(collection.notna(), None).to_dict("index")
-    splits = mine["split"].astype(str).to_dict() if "split" in mine.columns else {}
+    splits, split_source = _splits(files, mine)
     intr = _read_parquet_file(str(files.feature_path(L.CAMERA_INTRINSICS)))
     extr = _read_parquet_file(str(files.feature_path(L.SENSOR_EXTRINSICS)))
     with_cam = {k[0] for k in intr.index if k[1] == L.FRONT_CAMERA} & {k[0] for k in extr.index if k[1] == L.FRONT_CAMERA}
@@ -424,7 +442,8 @@ def plan_index(files: ChunkFiles, *, chunk: str, known_clips: dict[str, str] | N
         {cid: {"chunk": chunk, "clip_id": cid, "status": "ok", "status_reason": None, "split": splits.get(cid, "train"),
                **collection[cid], **presence[cid]} for cid in clip_ids},
         {cid: sorted(g["chunk"].tolist()) for cid, g in dups.groupby(level=0)},
-        {cid: known[cid] for cid in clip_ids if cid in known}, frozenset(with_cam), tuple(stray), notes, workers)
+        {cid: known[cid] for cid in clip_ids if cid in known}, frozenset(with_cam), tuple(stray), notes, split_source,
+        workers)
 
 
 PART_OUTPUTS = {"clips": T.CLIPS.schema, "egomotion": T.EGOMOTION.schema, "frames": T.FRAMES.schema,
@@ -464,7 +483,7 @@ def assemble_index(plan: IndexPlan, parts: dict[str, pa.Table]) -> ChunkIndex:
         log.warning("chunk %s: %s", plan.chunk, note)
     for q in quarantine:
         log.warning("chunk %s: quarantined clip %s (%s): %s", plan.chunk, q.clip_id or "-", q.kind, q.reason)
-    return ChunkIndex(parts["clips"], parts["egomotion"], parts["frames"], quarantine, plan.notes)
+    return ChunkIndex(parts["clips"], parts["egomotion"], parts["frames"], quarantine, plan.notes, plan.split_source)
 
 
 def index_chunk(files: ChunkFiles, *, chunk: str, known_clips: dict[str, str] | None = None,

@@ -57,6 +57,11 @@ METADATA_FILES = (
     "metadata/feature_presence.parquet",
     "metadata/data_collection.parquet",
 )
+# Releases before 26.03 ship this instead of feature_presence (booleans beside other columns).
+LEGACY_PRESENCE = "metadata/sensor_presence.parquet"
+# Where present, the official split of every clip; physical-ai-av reads it over clip_index's `split`.
+SPLITS_FILE = "splits/default.parquet"
+OPTIONAL_METADATA = (LEGACY_PRESENCE, SPLITS_FILE)
 
 
 @dataclass(frozen=True)

@@ -205,8 +205,10 @@ class LocalDirSource(Source):
         for rel in L.METADATA_FILES[2:]:
             if (self.root / rel).is_file():
                 meta[rel] = self.root / rel
-        if "metadata/feature_presence.parquet" not in meta and (self.root / "metadata/sensor_presence.parquet").is_file():
-            meta["metadata/sensor_presence.parquet"] = self.root / "metadata/sensor_presence.parquet"
+        if "metadata/feature_presence.parquet" not in meta and (self.root / L.LEGACY_PRESENCE).is_file():
+            meta[L.LEGACY_PRESENCE] = self.root / L.LEGACY_PRESENCE
+        if (self.root / L.SPLITS_FILE).is_file():
+            meta[L.SPLITS_FILE] = self.root / L.SPLITS_FILE
         feats = L.load_features_csv(str(meta["features.csv"]))
         known = _chunks_in_clip_index(meta["clip_index.parquet"])
         if chunk_id not in known:
@@ -316,6 +318,18 @@ class HubSource(Source):
         except errors.EntryNotFoundError as exc:
             raise SourceError(f"{what} does not exist in {self.repo_id}@{self.revision[:10]}: unknown chunk or "
                               "feature") from exc
+        except errors.HfHubHTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else None
+            if status == 401:
+                raise SourceError(f"the hub refused HF_TOKEN for {what} (401): it is invalid, expired or revoked; "
+                                  "create a read token at https://huggingface.co/settings/tokens, set HF_TOKEN to "
+                                  "it and check it with `hf auth whoami`") from exc
+            if status == 403:
+                raise SourceError(f"the hub forbids {what} to this token (403): a fine-grained token needs 'Read "
+                                  f"access to contents of all public gated repos you can access', and the account "
+                                  f"must have accepted the license on https://huggingface.co/datasets/{self.repo_id}"
+                                  ) from exc
+            raise
 
     def _download(self, repo_path: str, *, attempts: int = 5) -> Path:
         import huggingface_hub as hfh
@@ -328,6 +342,40 @@ class HubSource(Source):
         path = Path(local)
         self._verify(path, repo_path)
         return path
+
+    def _optional(self, repo_path: str) -> Path | None:
+        """A file some revisions of the dataset lack: None when the hub answers that it does not exist
+        at this revision or, offline, when the cached snapshot of the revision does not hold it."""
+        from huggingface_hub import errors
+
+        try:
+            return self._download(repo_path)
+        except SourceError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, errors.LocalEntryNotFoundError | errors.OfflineModeIsEnabled):
+                snap = find_hf_snapshot(Path(self.cache_dir), self.revision, self.repo_id) if self.cache_dir else None
+                if snap is not None and not (snap / repo_path).exists():
+                    return None
+                raise
+            if isinstance(cause, errors.EntryNotFoundError):
+                return None
+            raise
+
+    def _metadata(self) -> dict[str, Path]:
+        """Presence (current or pre-26.03), data collection, and the official splits where they exist."""
+        meta = {"metadata/data_collection.parquet": self._download("metadata/data_collection.parquet")}
+        presence = self._optional("metadata/feature_presence.parquet")
+        if presence is not None:
+            meta["metadata/feature_presence.parquet"] = presence
+        elif (legacy := self._optional(L.LEGACY_PRESENCE)) is not None:
+            meta[L.LEGACY_PRESENCE] = legacy
+        else:
+            raise SourceError(f"{self.repo_id}@{self.revision[:10]} has neither metadata/feature_presence.parquet "
+                              f"(26.03 on) nor {L.LEGACY_PRESENCE} (before), or neither is cached offline; "
+                              "pre-fetch one, or check FLYWHEEL_HF_REVISION")
+        if (splits := self._optional(L.SPLITS_FILE)) is not None:
+            meta[L.SPLITS_FILE] = splits
+        return meta
 
     @staticmethod
     def _verify(path: Path, repo_path: str) -> None:
@@ -352,8 +400,7 @@ class HubSource(Source):
         if chunk_id not in known:
             raise SourceError(f"unknown chunk {chunk_id}: {self.repo_id}@{self.revision[:10]} has chunks "
                               f"{known[0]}..{known[-1]} ({len(known)})")
-        for rel in L.METADATA_FILES[2:]:
-            meta[rel] = self._download(rel)
+        meta |= self._metadata()
         feats = L.load_features_csv(str(meta["features.csv"]))
         wanted = _repo_paths(feats, chunk_id, features)
         if not is_offline_mode():
@@ -378,7 +425,7 @@ def is_offline_mode() -> bool:
 
 def allow_patterns(features: dict[str, L.Feature], chunk_ids: list[int], wanted: tuple[str, ...]) -> list[str]:
     """`snapshot_download(allow_patterns=...)` for some chunks: metadata plus each feature's files."""
-    return list(L.METADATA_FILES) + [p for c in chunk_ids for p in _repo_paths(features, c, wanted)]
+    return list(L.METADATA_FILES + L.OPTIONAL_METADATA) + [p for c in chunk_ids for p in _repo_paths(features, c, wanted)]
 
 
 def write_hf_cache(dataset_dir: str | Path, cache_dir: str | Path, revision: str, *,

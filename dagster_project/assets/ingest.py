@@ -72,5 +72,6 @@ def chunk_index(context: dg.AssetExecutionContext, lake: LakeResource,  # noqa: 
         yield dg.MaterializeResult(asset_key=asset, metadata={
             "rows": data.num_rows, "delta_version": version, **counts,
             "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in ix.notes) or "none"),
+            "split_source": ix.split_source,
             "preview": preview(data, 5, None if asset != "clip_index" else
                                ["clip_id", "split", "duration_s", "frame_count", "status", "status_reason"])})

@@ -185,3 +185,80 @@ def test_only_transient_failures_are_retried(exc: Exception, transient: bool) ->
     with pytest.raises(type(exc)):
         with_retries(fail, what="x", attempts=4, sleep=sleeps.append)
     assert len(calls) == (4 if transient else 1) and len(sleeps) == len(calls) - 1
+
+
+def _legacy_layout(src: Path, dst: Path) -> Path:
+    """A copy laid out as releases before 26.03: sensor_presence (booleans beside other columns)."""
+    import shutil
+
+    import pandas as pd
+
+    shutil.copytree(src, dst)
+    pres = pd.read_parquet(dst / "metadata/feature_presence.parquet")
+    pres.assign(sensor_count=pres.sum(axis=1).astype(int)).to_parquet(dst / L.LEGACY_PRESENCE)
+    (dst / "metadata/feature_presence.parquet").unlink()
+    return dst
+
+
+def test_hub_falls_back_to_sensor_presence_on_older_commits(twin_dir: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from transforms.index import index_chunk
+
+    cache = tmp_path / "hf"
+    write_hf_cache(_legacy_layout(twin_dir, tmp_path / "legacy"), cache, REV)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    files = HubSource(REV, cache_dir=cache).fetch_chunk(0)
+    assert L.LEGACY_PRESENCE in files.files and "metadata/feature_presence.parquet" not in files.files
+    ix = index_chunk(files, chunk="chunk_0000")
+    assert ix.counts()["clips_ok"] == SMALL.clips_per_chunk
+    assert all(ix.clips.column("has_front_camera").to_pylist()) and ix.split_source == "clip_index.parquet"
+
+
+def test_hub_with_neither_presence_file_says_so(twin_dir: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    legacy = _legacy_layout(twin_dir, tmp_path / "legacy")
+    (legacy / L.LEGACY_PRESENCE).unlink()
+    write_hf_cache(legacy, tmp_path / "hf", REV)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    with pytest.raises(SourceError, match=r"neither metadata/feature_presence.parquet \(26.03 on\) nor "
+                                          r"metadata/sensor_presence.parquet"):
+        HubSource(REV, cache_dir=tmp_path / "hf").fetch_chunk(0)
+
+
+def test_official_splits_file_overrides_clip_index(twin_dir: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    import pandas as pd
+
+    from transforms.index import index_chunk
+
+    src = tmp_path / "with_splits"
+    shutil.copytree(twin_dir, src)
+    ci = pd.read_parquet(src / "clip_index.parquet")
+    listed = ci.index[ci["chunk"] == 0][:-1]  # the file leaves one clip of chunk 0 out
+    (src / "splits").mkdir()
+    pd.DataFrame({"split": ["test"] * len(listed)}, index=listed).to_parquet(src / L.SPLITS_FILE)
+    write_hf_cache(src, tmp_path / "hf", REV)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    for source in (HubSource(REV, cache_dir=tmp_path / "hf"), mirror_source(src)):
+        ix = index_chunk(source.fetch_chunk(0), chunk="chunk_0000")
+        split = dict(zip(ix.clips.column("clip_id").to_pylist(), ix.clips.column("split").to_pylist(), strict=True))
+        assert {split[c] for c in listed} == {"test"}
+        left_out = (set(split) - set(listed)).pop()
+        assert split[left_out] == ci.loc[left_out, "split"]
+        assert ix.split_source == "splits/default.parquet (1 clips it does not list keep clip_index.parquet's)"
+    ds = PhysicalAIAVDatasetInterface(revision=REV, cache_dir=tmp_path / "hf", token=False)
+    assert set(ds.clip_index.loc[listed, "split"]) == {"test"}  # the official reader agrees
+
+
+@pytest.mark.parametrize("status, match", [(401, r"refused HF_TOKEN .* \(401\): it is invalid, expired or revoked"),
+                                           (403, r"forbids .* \(403\): a fine-grained token needs")])
+def test_hub_401_and_403_say_what_to_do(monkeypatch: pytest.MonkeyPatch, status: int, match: str) -> None:
+    def fail(*args: object, **kwargs: object) -> str:
+        raise hf_errors.HfHubHTTPError(f"{status} Client Error", response=_http(status))
+
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", fail)
+    with pytest.raises(SourceError, match=match) as info:
+        HubSource(REV, token="hf_secret_token").fetch_chunk(0)
+    assert "hf_secret_token" not in str(info.value)
