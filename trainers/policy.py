@@ -19,6 +19,7 @@ Switches (both map onto SmolVLAConfig fields, no LeRobot code is changed):
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +36,17 @@ ACTION_DIM = 2  # (a, κ), normalised with Alpamayo's constants at export
 CHUNK = 64
 
 ProfileName = Literal["tiny", "full"]
+log = logging.getLogger(__name__)
+
 FULL_BASE = "lerobot/smolvla_base"
 # the VLM text model's attention projections (not the vision encoder's, not the action expert's)
 LORA_TARGETS = r".*\.vlm\.model\.text_model\.layers\.\d+\.self_attn\.(q_proj|v_proj)"
+# What a base checkpoint may lack without harm: the VLM's text head is tied to its token embeddings
+# (a tied tensor is stored once) and SmolVLA never decodes text with it.
+HARMLESS_MISSING = re.compile(r".*\.lm_head\.weight$")
+# What older lerobot releases stored and today's SmolVLA has no module for: normalisation buffers
+# (normalisation now lives in the processors, built from the checkpoint's statistics).
+STALE_KEYS = re.compile(r"^(normalize_inputs|normalize_targets|unnormalize_outputs)\.")
 
 
 @dataclass(frozen=True)
@@ -147,16 +156,82 @@ def build_policy(spec: PolicySpec, cfg: Any, *, base_dir: Path | None = None) ->
     """SmolVLAPolicy for `cfg`: random init (tiny) or the base's weights (full), then LoRA if asked."""
     from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 
+    policy = SmolVLAPolicy(cfg)
     if spec.profile == "full":
         if base_dir is None:
             raise ValueError("the full profile needs base_dir: resolve it with trainers.policy.resolve_base")
-        policy = SmolVLAPolicy.from_pretrained(base_dir, config=cfg, strict=True)
-    else:
-        policy = SmolVLAPolicy(cfg)
+        report = load_base(policy, base_dir)
+        log.info("base %s: %s", base_dir, report.summary())
     if spec.lora_rank:
         apply_lora(policy, spec.lora_rank, spec.lora_alpha or 2 * spec.lora_rank)
     policy.to(cfg.device)
     return policy
+
+
+@dataclass(frozen=True)
+class OptimizerPreset:
+    """AdamW and its schedule (linear warmup, cosine down to lr * min_lr_ratio at the last step)."""
+
+    lr: float
+    warmup_steps: int
+    weight_decay: float
+    grad_clip: float
+    min_lr_ratio: float
+
+
+# A random init learns fast and from scratch: measured on the twin (README, "What makes the agent learn").
+TINY_PRESET = OptimizerPreset(lr=1e-3, warmup_steps=60, weight_decay=1e-4, grad_clip=1.0, min_lr_ratio=0.05)
+
+
+def optimizer_preset(profile: ProfileName) -> OptimizerPreset:
+    """The profile's optimiser: tiny's own, or for a pretrained base SmolVLA's as LeRobot declares it
+    (read from SmolVLAConfig's defaults, so a lerobot upgrade that retunes it is followed)."""
+    if profile == "tiny":
+        return TINY_PRESET
+    from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
+
+    d = {f.name: f.default for f in dataclasses.fields(SmolVLAConfig)}
+    return OptimizerPreset(lr=d["optimizer_lr"], warmup_steps=d["scheduler_warmup_steps"],
+                           weight_decay=d["optimizer_weight_decay"], grad_clip=d["optimizer_grad_clip_norm"],
+                           min_lr_ratio=d["scheduler_decay_lr"] / d["optimizer_lr"])
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What loading a base left out: keys the policy has and the file lacks, and the reverse."""
+
+    loaded: int
+    missing: tuple[str, ...]
+    unexpected: tuple[str, ...]
+
+    def summary(self) -> str:
+        def some(keys: tuple[str, ...]) -> str:
+            return f"{len(keys)}" + (f" (e.g. {list(keys[:3])})" if keys else "")
+
+        return f"{self.loaded} tensors loaded; missing {some(self.missing)}; unexpected {some(self.unexpected)}"
+
+
+def load_base(policy: torch.nn.Module, base_dir: Path) -> LoadReport:
+    """Load a base checkpoint's weights as LeRobot does (not strict: lerobot/smolvla_base was saved by
+    an older lerobot and transformers), reporting what did not match; fail only when weights that
+    matter are absent, since the policy would then train from a random init without saying so."""
+    from safetensors import safe_open
+    from safetensors.torch import load_model
+
+    path = Path(base_dir) / "model.safetensors"
+    missing, unexpected = load_model(policy, str(path), strict=False)
+    matter = sorted(k for k in missing if not HARMLESS_MISSING.match(k))
+    if matter:
+        raise ValueError(f"base {base_dir} lacks {len(matter)} of the policy's weights, e.g. {matter[:3]}"
+                         f"{f'; it holds unexpected keys such as {sorted(unexpected)[:3]}' if unexpected else ''}: "
+                         "it is not a SmolVLA checkpoint this lerobot can read (its key layout differs); check "
+                         "the base and the lerobot version")
+    with safe_open(str(path), "pt") as f:
+        stored = len(list(f.keys()))
+    unknown = sorted(k for k in unexpected if not STALE_KEYS.match(k))
+    if unknown:
+        log.warning("base %s holds %d keys this SmolVLA does not use, e.g. %s", base_dir, len(unknown), unknown[:3])
+    return LoadReport(stored - len(unexpected), tuple(sorted(missing)), tuple(sorted(unexpected)))
 
 
 def lora_config(rank: int, alpha: int) -> Any:

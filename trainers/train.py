@@ -37,6 +37,7 @@ from trainers.policy import (
     PolicySpec,
     build_policy,
     dataset_stats,
+    optimizer_preset,
     param_counts,
     policy_config,
     processors,
@@ -55,11 +56,13 @@ class TrainConfig:
     # benchmark set in ADE@6.4 s and EPDMS in ~10 min on one core (README, *What makes the agent learn*)
     steps: int = 4800
     batch_size: int = 16
-    lr: float = 1e-3
-    warmup_steps: int = 60
-    min_lr_ratio: float = 0.05
-    weight_decay: float = 1e-4
-    grad_clip: float = 1.0
+    # The optimiser and schedule: None takes the profile's preset (trainers.policy.optimizer_preset):
+    # tiny's own for a random init, SmolVLA's (lr 1e-4, warmup 1000, clip 10) for a pretrained base.
+    lr: float | None = None
+    warmup_steps: int | None = None
+    min_lr_ratio: float | None = None
+    weight_decay: float | None = None
+    grad_clip: float | None = None
     ema_decay: float = 0.999  # validate and ship an exponential moving average of the weights; 0: off
     freeze_backbone: bool | None = None  # None: the profile's default (trainers.policy.PolicySpec.for_profile)
     train_expert_only: bool | None = None
@@ -89,9 +92,11 @@ class TrainConfig:
                                              "val_max_samples") if getattr(self, k) < 1}
         if bad:
             raise ValueError(f"TrainConfig: {bad} must be >= 1")
-        if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0 or self.grad_clip <= 0:
-            raise ValueError(f"TrainConfig: lr={self.lr} (> 0), min_lr_ratio={self.min_lr_ratio} (0..1), "
-                             f"warmup_steps={self.warmup_steps} (>= 0), grad_clip={self.grad_clip} (> 0)")
+        lr, floor, warm, clip, wd = self.lr, self.min_lr_ratio, self.warmup_steps, self.grad_clip, self.weight_decay
+        if (lr is not None and not lr > 0) or (floor is not None and not 0 <= floor <= 1) or \
+                (warm is not None and warm < 0) or (clip is not None and clip <= 0) or (wd is not None and wd < 0):
+            raise ValueError(f"TrainConfig: lr={lr} (> 0), min_lr_ratio={floor} (0..1), warmup_steps={warm} (>= 0), "
+                             f"grad_clip={clip} (> 0), weight_decay={wd} (>= 0); None takes the profile's preset")
         if self.traj_loss_weight < 0:
             raise ValueError(f"traj_loss_weight={self.traj_loss_weight}: must be >= 0")
         if not 0 <= self.ema_decay < 1:
@@ -103,7 +108,9 @@ class TrainConfig:
         device = self.device if self.device != "auto" else ("cuda" if cuda else "cpu")
         profile = self.profile if self.profile != "auto" else ("full" if device.startswith("cuda") else "tiny")
         workers = self.num_workers if self.num_workers >= 0 else (4 if device.startswith("cuda") else 0)
-        return dataclasses.replace(self, profile=profile, device=device, num_workers=workers)
+        preset = dataclasses.asdict(optimizer_preset(profile))  # type: ignore[arg-type]
+        chosen = {k: v if getattr(self, k) is None else getattr(self, k) for k, v in preset.items()}
+        return dataclasses.replace(self, profile=profile, device=device, num_workers=workers, **chosen)
 
     def spec(self) -> PolicySpec:
         assert self.profile != "auto", "call resolved() first"

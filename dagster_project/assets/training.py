@@ -26,7 +26,7 @@ class TrainFieldAgentConfig(dg.Config):
     profile: str = TrainConfig.profile  # tiny (CPU, offline), full (GPU, smolvla_base), auto: full where CUDA is
     steps: int = TrainConfig.steps
     batch_size: int = TrainConfig.batch_size
-    lr: float = TrainConfig.lr
+    lr: float | None = TrainConfig.lr  # None: the profile's preset (tiny 1e-3; full: SmolVLA's 1e-4)
     freeze_backbone: bool | None = TrainConfig.freeze_backbone  # None: the profile's default (tiny: False, full: True)
     train_expert_only: bool | None = TrainConfig.train_expert_only
     lora_rank: int = TrainConfig.lora_rank  # > 0: peft LoRA on the VLM text attention

@@ -303,3 +303,49 @@ def test_the_default_plan_is_deterministic_and_sampling_is_a_choice(tiny_run: tu
     assert np.abs(drawn - plan(seed=2, noise_scale=1.0)).max() > 1e-4
     with pytest.raises(ValueError, match="noise_scale=-1"):
         plan(noise_scale=-1.0)
+
+
+def _resave(base: Path, edit: object) -> None:
+    from safetensors.torch import save_file
+
+    sd = load_file(str(base / "model.safetensors"))
+    save_file(edit(sd), str(base / "model.safetensors"))  # type: ignore[operator]
+
+
+def test_full_profile_loads_a_base_like_lerobot_and_reports_what_differs(tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """A base laid out as an older lerobot saved smolvla_base: the tied text head absent, the old
+    normalisation buffers present. It loads, not strictly, and the report names both."""
+    import logging
+
+    from trainers.policy import build_policy
+
+    base = _base_checkpoint(tmp_path)
+    stale = {"normalize_inputs.buffer_observation_state.mean": torch.zeros(32),
+             "unnormalize_outputs.buffer_action.std": torch.ones(32)}
+    head = [k for k in load_file(str(base / "model.safetensors")) if k.endswith("lm_head.weight")]
+    _resave(base, lambda sd: {**{k: v for k, v in sd.items() if k not in head}, **stale})
+    tc = TrainConfig(profile="full", device="cpu", base=str(base)).resolved()
+    cfg = policy_config(tc.spec(), image_hw=(72, 128), vlm="", base_dir=base)
+    caplog.set_level(logging.INFO, logger="trainers.policy")
+    policy = build_policy(tc.spec(), cfg, base_dir=base)
+    report = next(r.getMessage() for r in caplog.records if "tensors loaded" in r.getMessage())
+    assert "unexpected 2" in report and "normalize_inputs.buffer_observation_state.mean" in report
+    assert f"missing {len(head)}" in report
+    base_sd = load_file(str(base / "model.safetensors"))
+    own = policy.state_dict()
+    assert all(torch.equal(own[k], base_sd[k]) for k in base_sd if k in own)  # every stored weight is in place
+    # and the optimiser is SmolVLA's own, not the tiny profile's
+    assert (tc.lr, tc.warmup_steps, tc.grad_clip, tc.weight_decay) == (1e-4, 1000, 10, 1e-10)
+    assert TrainConfig(profile="full", device="cpu", lr=3e-4).resolved().lr == 3e-4  # unless overridden
+
+
+def test_a_base_without_weights_that_matter_fails_naming_them(tmp_path: Path) -> None:
+    from trainers.policy import build_policy
+
+    base = _base_checkpoint(tmp_path)
+    _resave(base, lambda sd: {k: v for k, v in sd.items() if ".lm_expert." not in k})
+    tc = TrainConfig(profile="full", device="cpu", base=str(base)).resolved()
+    cfg = policy_config(tc.spec(), image_hw=(72, 128), vlm="", base_dir=base)
+    with pytest.raises(ValueError, match=r"lacks \d+ of the policy's weights, e.g. \['model.vlm_with_expert.lm_expert"):
+        build_policy(tc.spec(), cfg, base_dir=base)
