@@ -121,12 +121,12 @@ def distill_coc(cot: str, meta_action_text: str = "", *, labeler: str = "alpamay
 
 
 class AlpamayoLabeler(Labeler):
-    """Alpamayo-R1 inference over PAI windows, batched on one GPU."""
+    """Alpamayo-R1 inference over PAI windows on one GPU (batch 1 as upstream; >1 batches equal-length prompts)."""
 
     name = "alpamayo"
     version = VERSION
 
-    def __init__(self, dataset: Any, *, model_id: str = MODEL_ID, device: str = "cuda", batch_size: int = 4,
+    def __init__(self, dataset: Any, *, model_id: str = MODEL_ID, device: str = "cuda", batch_size: int = 1,
                  top_p: float = 0.98, temperature: float = 0.6, max_generation_length: int = 256) -> None:
         self.dataset = dataset  # a physical_ai_av interface over the chunk's files (LocalPAIDataset or the hub's)
         self.model_id, self.device, self.batch_size = model_id, device, batch_size
@@ -161,26 +161,52 @@ class AlpamayoLabeler(Labeler):
         self._model = model
 
     def label(self, windows: list[WindowContext]) -> list[Trace | LabelFailure]:
+        """One result per window. A window upstream's loader rejects (t0 <= 1.6 s, frame times outside
+        a video, a missing camera) becomes a LabelFailure with that reason; the others go on. Prompts
+        are tokenized one by one and batched only with prompts of the same length: upstream runs batch
+        1 and its expert's attention does not mask padding, so a padded batch would plan wrongly."""
         self._load()
         torch, helper = self._torch, self._helper
-        out: list[Trace | LabelFailure] = []
-        for i in range(0, len(windows), self.batch_size):
-            batch = windows[i: i + self.batch_size]
-            data = [self._load_window(w.clip_id, t0_us=w.t0_us, avdi=self.dataset) for w in batch]
-            messages = [helper.create_message(d["image_frames"].flatten(0, 1)) for d in data]
-            inputs = self._processor.apply_chat_template(
-                messages, tokenize=True, add_generation_prompt=False, continue_final_message=True, return_dict=True,
-                return_tensors="pt", padding=True)
+        out: list[Trace | LabelFailure | None] = [None] * len(windows)
+        prompts: dict[int, tuple[dict[str, Any], Any]] = {}
+        for i, w in enumerate(windows):
+            try:
+                data = self._load_window(w.clip_id, t0_us=w.t0_us, avdi=self.dataset)
+            except (AssertionError, ValueError, KeyError, IndexError, FileNotFoundError, RuntimeError) as exc:
+                out[i] = LabelFailure(f"alpamayo's loader rejected t0={w.t0_us / 1e6:.1f} s: "
+                                      f"{type(exc).__name__}: {str(exc)[:200]}")
+                continue
+            tokens = self._processor.apply_chat_template(
+                [helper.create_message(data["image_frames"].flatten(0, 1))], tokenize=True,
+                add_generation_prompt=False, continue_final_message=True, return_dict=True, return_tensors="pt")
+            prompts[i] = (data, tokens)
+        order = list(prompts)
+        for group in equal_length_batches([prompts[i][1]["input_ids"].shape[-1] for i in order], self.batch_size):
+            batch = [order[g] for g in group]
+            tokens = {k: torch.cat([prompts[i][1][k] for i in batch]) for k in prompts[batch[0]][1]}
             model_inputs = helper.to_device({
-                "tokenized_data": inputs,
-                "ego_history_xyz": torch.cat([d["ego_history_xyz"] for d in data]),
-                "ego_history_rot": torch.cat([d["ego_history_rot"] for d in data]),
+                "tokenized_data": tokens,
+                "ego_history_xyz": torch.cat([prompts[i][0]["ego_history_xyz"] for i in batch]),
+                "ego_history_rot": torch.cat([prompts[i][0]["ego_history_rot"] for i in batch]),
             }, self.device)
             with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
                 _, _, extra = self._model.sample_trajectories_from_data_with_vlm_rollout(
                     data=model_inputs, top_p=self.top_p, temperature=self.temperature, num_traj_samples=1,
                     max_generation_length=self.max_generation_length, return_extra=True)
-            for b in range(len(batch)):
-                out.append(distill_coc(str(extra["cot"][b, 0, 0]), str(extra["meta_action"][b, 0, 0]),
-                                       labeler=self.name, version=self.version))
-        return out
+            for b, i in enumerate(batch):
+                # the released model leaves extra["meta_action"] empty: the CoC alone then decides
+                meta = extra.get("meta_action") if isinstance(extra, dict) else None
+                out[i] = distill_coc(str(extra["cot"][b, 0, 0]), str(meta[b, 0, 0]) if meta is not None else "",
+                                     labeler=self.name, version=self.version)
+        return [r if r is not None else LabelFailure("not labeled") for r in out]
+
+
+def equal_length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Positions grouped into batches of at most `batch_size` whose prompts have the same length,
+    in order of first appearance (no padding is ever needed)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: must be >= 1")
+    by_length: dict[int, list[int]] = {}
+    for pos, n in enumerate(lengths):
+        by_length.setdefault(n, []).append(pos)
+    return [group[k: k + batch_size] for group in by_length.values() for k in range(0, len(group), batch_size)]

@@ -85,3 +85,64 @@ def test_unusable_coc_is_flagged_not_labeled(cot: str) -> None:
 def test_labeler_fails_clearly_without_package_gpu_or_weights() -> None:
     with pytest.raises(LabelerUnavailable, match=r"alpamayo_r1 package|CUDA GPU|weights"):
         AlpamayoLabeler(dataset=None).label([])
+
+
+def test_equal_length_batches_never_pad() -> None:
+    from labelers.alpamayo import equal_length_batches
+
+    lengths = [10, 12, 10, 10, 12, 11, 10]
+    batches = equal_length_batches(lengths, 2)
+    assert batches == [[0, 2], [3, 6], [1, 4], [5]]
+    assert all(len({lengths[i] for i in b}) == 1 for b in batches)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert equal_length_batches(lengths, 1) == [[i] for i in (0, 2, 3, 6, 1, 4, 5)]
+    with pytest.raises(ValueError, match="batch_size=0"):
+        equal_length_batches(lengths, 0)
+
+
+@pytest.mark.filterwarnings("ignore:CUDA is not available")
+def test_a_window_upstream_rejects_is_a_labeling_failure_and_batches_hold_equal_prompts() -> None:
+    """Upstream's calls replaced by stand-ins that behave as they do: the loader asserts on an early
+    t0, the processor's prompt length varies by window, the model answers one CoC per sample."""
+    import numpy as np
+    import torch
+
+    from labelers.base import WindowContext
+
+    class Frames:
+        def flatten(self, *_: int) -> str:
+            return "frames"
+
+    def load(clip_id: str, *, t0_us: int, avdi: object) -> dict:
+        assert t0_us > 1_600_000, f"t0 {t0_us} must leave 1.6 s of history"
+        return {"image_frames": Frames(), "ego_history_xyz": torch.zeros(1, 1, 16, 3),
+                "ego_history_rot": torch.zeros(1, 1, 16, 3, 3), "t0": t0_us}
+
+    lengths = iter([30, 31, 30, 30])
+
+    class Processor:
+        def apply_chat_template(self, messages: list, **_: object) -> dict:
+            n = next(lengths)
+            return {"input_ids": torch.full((1, n), n), "attention_mask": torch.ones(1, n, dtype=torch.long)}
+
+    seen = []
+
+    class Model:
+        def sample_trajectories_from_data_with_vlm_rollout(self, data: dict, **_: object) -> tuple:
+            ids = data["tokenized_data"]["input_ids"]
+            seen.append(tuple(ids.shape))
+            cot = np.array([[["Keep the current lane because the road ahead is clear."]]] * ids.shape[0])
+            return None, None, {"cot": cot, "meta_action": np.array([[[""]]] * ids.shape[0])}
+
+    class Helper:
+        create_message = staticmethod(lambda frames: {"frames": frames})
+        to_device = staticmethod(lambda d, device: d)
+
+    lab = AlpamayoLabeler(dataset=None, batch_size=4)
+    lab._model, lab._torch, lab._helper, lab._load_window, lab._processor = Model(), torch, Helper(), load, Processor()
+    windows = [WindowContext(f"c{i}", t0, 10.0, np.zeros(64), np.zeros(64), np.zeros((64, 3)), np.zeros(64))
+               for i, t0 in enumerate([1_500_000, 2_000_000, 2_500_000, 3_000_000, 3_500_000])]
+    out = lab.label(windows)
+    assert isinstance(out[0], LabelFailure) and "rejected t0=1.5 s: AssertionError" in out[0].reason
+    assert all(isinstance(r, Trace) and r.meta_action == "keep_lane" for r in out[1:])
+    assert sorted(seen) == [(1, 31), (3, 30)]  # windows 1, 3, 4 together; window 2 alone: no padding
