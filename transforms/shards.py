@@ -426,6 +426,30 @@ class ChunkExport:
     result: ExportResult
 
 
+@dataclass(frozen=True)
+class Published:
+    export: ChunkExport
+    delta_version: int  # of the manifest commit that switched to it
+    removed: list[str]  # files no manifest listed, before the export (a killed export's) and after (replaced)
+
+
+def publish_chunk(out_root: Path, chunk: str, *, previous: Callable[[], list[dict[str, object]]],
+                  export: Callable[[list[dict[str, object]]], ChunkExport],
+                  commit: Callable[[list[dict[str, object]]], int]) -> Published:
+    """The one way a chunk's shards change. Under the chunk's lock: drop the files the committed
+    manifest (`previous()`) does not list, `export` beside the live generation, `commit` the new
+    manifest (the switch), then drop the generation it replaced."""
+    with chunk_lock(out_root, chunk):
+        rows = previous()
+        removed = clean_shards(out_root, chunk, keep={str(r["path"]) for r in rows})
+        out = export(rows)
+        crash_point("shards.before_commit")
+        version = commit(out.manifest)
+        crash_point("shards.after_commit")
+        removed += clean_shards(out_root, chunk, keep={str(r["path"]) for r in out.manifest})
+    return Published(out, version, removed)
+
+
 def export_chunk(files: ChunkFiles, *, chunk: str, cfg: ShardConfig, out_root: Path, targets: pa.Table,
                  labels: pa.Table, egomotion: pa.Table, file_sha256: dict[str, str],
                  previous: list[dict[str, object]], encode: Encoder | None = None) -> ChunkExport:

@@ -11,16 +11,15 @@ from dagster_project.partitions import POOL_DECODE, chunks
 from dagster_project.resources import EngineResource, LakeResource
 from engines import Input
 from lake import tables as T
-from lake.faults import crash_point
 from transforms.pai_layout import chunk_id_of
 from transforms.shards import (
     SHARD_PART_OUTPUTS,
+    ChunkExport,
     ShardConfig,
     ShardsPlan,
-    chunk_lock,
-    clean_shards,
     export_chunk,
     parted_encoder,
+    publish_chunk,
     shards_part,
 )
 from transforms.source import chunk_files_from_manifest
@@ -62,27 +61,29 @@ def webdataset_shards(context: dg.AssetExecutionContext, config: ShardExportConf
     targets = lake.read(T.UNICYCLE_TARGETS, chunk=key)
     targets = targets.filter(pc.is_in(targets.column("clip_id"), usable))
     out_root = Path(lake.root) / "shards"
-    with chunk_lock(out_root, key):
-        previous = lake.read(T.SHARD_MANIFEST, chunk=key).to_pylist()
-        orphans = clean_shards(out_root, key, keep={str(r["path"]) for r in previous})
+
+    def export(previous: list[dict]) -> ChunkExport:
         # Embedded, samples are encoded while the tars are written (flat memory, clips decoded ahead);
         # on Spark the executors encode them. Either way the tars are cut and written here, in order.
-        out = export_chunk(
+        return export_chunk(
             files, chunk=key, cfg=cfg, out_root=out_root,
             encode=None if eng.name == "embedded" else parted_encoder(map_parts, files, cfg, chunk=key),
             targets=targets, egomotion=lake.read(T.EGOMOTION, chunk=key),
             labels=lake.read(T.COMMANDER_LABELS, chunk=key, where=label_version),
             file_sha256=dict(zip(bronze.column("feature").to_pylist(), bronze.column("sha256").to_pylist(), strict=True)),
             previous=previous)
-        res = out.result
-        manifest = pa.Table.from_pylist(out.manifest, schema=T.SHARD_MANIFEST.schema)
-        crash_point("shards.before_commit")
-        delta_version = lake.overwrite_partition(T.SHARD_MANIFEST, manifest, chunk=key, engine=eng)  # the switch
-        crash_point("shards.after_commit")
-        replaced = clean_shards(out_root, key, keep={r["path"] for r in out.manifest})
-    if orphans:
-        context.log.warning(f"{key}: removed {len(orphans)} shard files no manifest listed (a killed export's), "
-                            f"e.g. {orphans[0]}")
+
+    def commit(rows: list[dict]) -> int:
+        return lake.overwrite_partition(T.SHARD_MANIFEST, pa.Table.from_pylist(rows, schema=T.SHARD_MANIFEST.schema),
+                                        chunk=key, engine=eng)
+
+    pub = publish_chunk(out_root, key, previous=lambda: lake.read(T.SHARD_MANIFEST, chunk=key).to_pylist(),
+                        export=export, commit=commit)
+    out, res, delta_version = pub.export, pub.export.result, pub.delta_version
+    manifest = pa.Table.from_pylist(out.manifest, schema=T.SHARD_MANIFEST.schema)
+    if pub.removed:
+        context.log.info(f"{key}: removed {len(pub.removed)} shard files the manifest no longer lists (a "
+                            f"killed export's, or the generation replaced), e.g. {pub.removed[0]}")
     if res.written or not res.skipped:  # a full resume decoded nothing new: keep its quarantine rows
         q = [(c, "unusable_window", f"t0={t / 1e6:.1f} s: {r}") for c, t, r in res.quarantined]
         lake.overwrite_partition(T.QUARANTINE, quarantine_rows(key, STAGE, q), chunk=key,
@@ -95,6 +96,6 @@ def webdataset_shards(context: dg.AssetExecutionContext, config: ShardExportConf
         "shards_skipped": res.skipped, "samples": sum(r.samples for r in res.shards), "samples_by_split": by_split,
         "bytes": sum(r.bytes for r in res.shards), "windows_quarantined": len(res.quarantined),
         "frames_decoded": res.frames_decoded, "shard_root": str(out_root),
-        "files_removed": len(orphans) + len(replaced),
+        "files_removed": len(pub.removed),
         "delta_version": delta_version, "preview": preview(manifest, 10, ["path", "split", "samples", "bytes", "sha256"]),
     })
