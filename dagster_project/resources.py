@@ -70,13 +70,15 @@ class PAISourceResource(dg.ConfigurableResource):
     twin_width: int = 256
     twin_height: int = 144
     twin_seconds: float = 20.0
+    labelers: str = "kinematic"  # comma-separated: the labelers chunks are fetched for (their features)
 
     def settings(self) -> Settings:
         return Settings(
             source=self.kind, mirror_dir=self.mirror_dir, hf_revision=self.hf_revision,  # type: ignore[arg-type]
             hf_cache=self.hf_cache, hf_token=self.hf_token or "", twin_dir=self.twin_dir,
             twin=TwinConfig(chunks=self.twin_chunks, clips_per_chunk=self.twin_clips, seed=self.twin_seed,
-                            width=self.twin_width, height=self.twin_height, seconds=self.twin_seconds))
+                            width=self.twin_width, height=self.twin_height, seconds=self.twin_seconds),
+            labelers=tuple(n.strip() for n in self.labelers.split(",") if n.strip()))
 
     def source(self) -> Source:
         return self.settings().make_source()
@@ -95,5 +97,6 @@ def resources_from_env(*, engine: str = "embedded") -> dict[str, dg.Configurable
             kind=s.source, mirror_dir=s.mirror_dir, hf_revision=s.hf_revision, hf_cache=s.hf_cache,
             hf_token=dg.EnvVar("HF_TOKEN") if os.environ.get("HF_TOKEN") else None, twin_dir=s.twin_dir,
             twin_chunks=s.twin.chunks, twin_clips=s.twin.clips_per_chunk, twin_seed=s.twin.seed,
-            twin_width=s.twin.width, twin_height=s.twin.height, twin_seconds=s.twin.seconds),
+            twin_width=s.twin.width, twin_height=s.twin.height, twin_seconds=s.twin.seconds,
+            labelers=",".join(s.labelers)),
     }

@@ -10,6 +10,7 @@
 | HF_TOKEN | | hub token; never logged, never written to metadata or files |
 | FLYWHEEL_TWIN_DIR | ./data/twin | where the twin writes its dataset |
 | FLYWHEEL_TWIN_CHUNKS / _CLIPS / _SEED / _WIDTH / _HEIGHT / _SECONDS | 2 / 8 / 0 / 256 / 144 / 20 | twin size |
+| FLYWHEEL_LABELERS | kinematic | labelers to fetch chunks for (comma list): their features are fetched, rendered by the twin |
 | FLYWHEEL_ENGINE | embedded | where index, fit, labels and shard encoding run: embedded or spark |
 | FLYWHEEL_SPARK_MASTER | local[2] | the Spark master (spark://host:7077, yarn, k8s://..., local[N]) |
 | FLYWHEEL_SPARK_DELTA | auto | auto: delta-spark if its jar is on the classpath, else delta-rs; packages: from Maven; off |
@@ -19,12 +20,15 @@ The Dagster resources take the same settings as config (dagster_project/resource
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Literal
 
 from engines import ENGINE_KINDS
 from engines.spark import DELTA_MODES
+from labelers.registry import LABELERS, features_for
+from transforms import pai_layout as L
 from transforms.source import HubSource, Source, TwinSource, mirror_source
 from transforms.twin.writer import TwinConfig
 
@@ -53,8 +57,12 @@ class Settings:
     engine: str = "embedded"
     spark_master: str = "local[2]"
     spark_delta: str = "auto"
+    labelers: tuple[str, ...] = ("kinematic",)
 
     def __post_init__(self) -> None:
+        for name in self.labelers:
+            if name not in LABELERS:
+                raise ValueError(f"FLYWHEEL_LABELERS names {name!r}: choose among {', '.join(LABELERS)}")
         if self.engine not in ENGINE_KINDS:
             raise ValueError(f"FLYWHEEL_ENGINE={self.engine!r}: choose one of {', '.join(ENGINE_KINDS)}")
         if self.spark_delta not in DELTA_MODES:
@@ -83,11 +91,17 @@ class Settings:
             engine=(e("FLYWHEEL_ENGINE") or engine).strip().lower(),
             spark_master=e("FLYWHEEL_SPARK_MASTER") or "local[2]",
             spark_delta=(e("FLYWHEEL_SPARK_DELTA") or "auto").strip().lower(),
+            labelers=tuple(n.strip().lower() for n in (e("FLYWHEEL_LABELERS") or "kinematic").split(",") if n.strip()),
         )
+
+    def features(self) -> tuple[str, ...]:
+        """The PAI features every chunk is fetched with: what the configured labelers read."""
+        return features_for(self.labelers)
 
     def make_source(self) -> Source:
         if self.source == "twin":
-            return TwinSource(self.twin_dir, self.twin)
+            cameras = tuple(f for f in self.features() if f in L.CAMERAS and f != L.FRONT_CAMERA)
+            return TwinSource(self.twin_dir, dataclasses.replace(self.twin, other_cameras=cameras))
         if self.source == "mirror":
             return mirror_source(self.mirror_dir, self.hf_revision or None)
         return HubSource(self.hf_revision, token=self.hf_token or None, cache_dir=self.hf_cache or None)

@@ -125,6 +125,8 @@ class AlpamayoLabeler(Labeler):
 
     name = "alpamayo"
     version = VERSION
+    # upstream's loader reads these beside the front-wide camera (load_physical_aiavdataset.py)
+    features = ("camera_cross_left_120fov", "camera_cross_right_120fov", "camera_front_tele_30fov")
 
     def __init__(self, dataset: Any, *, model_id: str = MODEL_ID, device: str = "cuda", batch_size: int = 1,
                  top_p: float = 0.98, temperature: float = 0.6, max_generation_length: int = 256) -> None:

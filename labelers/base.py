@@ -66,6 +66,8 @@ class LabelerUnavailable(RuntimeError):
 class Labeler(ABC):
     name: str
     version: str
+    # PAI features read beyond the ones every chunk is fetched with (transforms.pai_layout.REQUIRED_FEATURES)
+    features: tuple[str, ...] = ()
 
     @abstractmethod
     def label(self, windows: list[WindowContext]) -> list[Trace | LabelFailure]:

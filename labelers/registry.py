@@ -4,12 +4,33 @@ from __future__ import annotations
 
 from labelers.base import Labeler, LabelerUnavailable
 from labelers.kinematic import KinematicLabeler
+from transforms import pai_layout as L
 from transforms.source import ChunkFiles
 
 LABELERS = ("kinematic", "vlm", "alpamayo")
 IMAGE_LABELERS = ("vlm",)  # need the front frame attached to each window
 # hold a model on this machine's accelerator: they label in the driver process on every engine
 MODEL_LABELERS = ("vlm", "alpamayo")
+
+
+def labeler_class(name: str) -> type[Labeler]:
+    if name == "kinematic":
+        return KinematicLabeler
+    if name == "vlm":
+        from labelers.vlm import VLMLabeler
+
+        return VLMLabeler
+    if name == "alpamayo":
+        from labelers.alpamayo import AlpamayoLabeler
+
+        return AlpamayoLabeler
+    raise ValueError(f"unknown labeler {name!r}: choose one of {', '.join(LABELERS)}")
+
+
+def features_for(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The PAI features to fetch so that these labelers can run: the required ones and theirs."""
+    extra = sorted({f for n in names for f in labeler_class(n).features} - set(L.REQUIRED_FEATURES))
+    return (*L.REQUIRED_FEATURES, *extra)
 
 
 def make_labeler(name: str, files: ChunkFiles, *, vlm_model_dir: str = "") -> Labeler:

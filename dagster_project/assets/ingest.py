@@ -21,7 +21,8 @@ def raw_chunks(context: dg.AssetExecutionContext, lake: LakeResource, source: PA
     """A chunk's files made local (twin: generated; mirror: located; hub: downloaded) and verified."""
     key = context.partition_key
     try:
-        files = source.source().fetch_chunk(chunk_id_of(key))
+        settings = source.settings()
+        files = settings.make_source().fetch_chunk(chunk_id_of(key), features=settings.features())
         manifest = chunk_manifest(files, chunk=key)
         version = lake.overwrite_partition(T.CHUNKS, manifest, chunk=key)
     except Exception as exc:

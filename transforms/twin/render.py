@@ -20,6 +20,13 @@ from transforms.twin.world import World
 FOV_DEG = 120.0
 CAMERA_XYZ_RIG_M = (1.9, 0.0, 1.45)  # behind the windscreen, above the front axle
 CAMERA_PITCH_DOWN_DEG = 3.0
+# The other cameras Alpamayo reads (docs §4), mounted as on a Hyperion rig: (field of view, yaw left
+# of forward, position in the rig frame). Cross cameras look out to the sides over the front corners.
+OTHER_CAMERAS = {
+    "camera_cross_left_120fov": (120.0, 60.0, (1.75, 0.85, 1.2)),
+    "camera_cross_right_120fov": (120.0, -60.0, (1.75, -0.85, 1.2)),
+    "camera_front_tele_30fov": (30.0, 0.0, (1.9, 0.0, 1.45)),
+}
 MAX_RANGE_M = 300.0
 
 SKY_TOP = np.array([95, 140, 205], np.float32)
@@ -48,7 +55,21 @@ class FThetaCamera:
     @classmethod
     def front_wide(cls, width: int, height: int, rng: np.random.Generator) -> FThetaCamera:
         """A 120° f-theta lens like the Hyperion front-wide camera, slightly varied per clip."""
-        half_fov = np.deg2rad(FOV_DEG / 2)
+        return cls.mounted(width, height, rng, fov_deg=FOV_DEG, yaw_deg=0.0, xyz_m=CAMERA_XYZ_RIG_M)
+
+    @classmethod
+    def other(cls, name: str, width: int, height: int, rng: np.random.Generator) -> FThetaCamera:
+        """One of OTHER_CAMERAS, slightly varied per clip."""
+        if name not in OTHER_CAMERAS:
+            raise ValueError(f"the twin renders {['camera_front_wide_120fov', *OTHER_CAMERAS]}, not {name!r}")
+        fov, yaw, xyz = OTHER_CAMERAS[name]
+        return cls.mounted(width, height, rng, fov_deg=fov, yaw_deg=yaw, xyz_m=xyz)
+
+    @classmethod
+    def mounted(cls, width: int, height: int, rng: np.random.Generator, *, fov_deg: float, yaw_deg: float,
+                xyz_m: tuple[float, float, float]) -> FThetaCamera:
+        """An f-theta lens of this field of view, looking `yaw_deg` left of forward, pitched down a little."""
+        half_fov = np.deg2rad(fov_deg / 2)
         k3 = -0.02 * (1 + 0.2 * rng.standard_normal())
         f = (width / 2) / (half_fov * (1 + k3 * half_fov**2))
         fw = (0.0, f, 0.0, f * k3, 0.0)
@@ -58,11 +79,11 @@ class FThetaCamera:
         cx = width / 2 - 0.5 + rng.normal(0, width * 0.002)
         cy = height / 2 - 0.5 + rng.normal(0, height * 0.002)
         pitch = np.deg2rad(CAMERA_PITCH_DOWN_DEG + rng.normal(0, 0.3))
-        yaw = np.deg2rad(rng.normal(0, 0.3))
+        yaw = np.deg2rad(yaw_deg + rng.normal(0, 0.3))
         optical_to_rig = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
         rot = Rotation.from_euler("zy", [yaw, pitch]).as_matrix() @ optical_to_rig
         q = Rotation.from_matrix(rot).as_quat()
-        xyz = tuple(float(v) for v in np.add(CAMERA_XYZ_RIG_M, rng.normal(0, 0.02, 3)))
+        xyz = tuple(float(v) for v in np.add(xyz_m, rng.normal(0, 0.02, 3)))
         return cls(width, height, float(cx), float(cy), tuple(float(v) for v in fw), bw,
                    tuple(float(v) for v in q), xyz)  # type: ignore[arg-type]
 

@@ -28,7 +28,7 @@ from scipy.spatial.transform import Rotation
 
 from transforms import pai_layout as L
 from transforms.ids import BENCHMARK_SPLIT
-from transforms.twin.render import FThetaCamera, render_frames
+from transforms.twin.render import OTHER_CAMERAS, FThetaCamera, render_frames
 from transforms.twin.world import SCENARIOS, World, simulate
 
 TWIN_DIR = "twin"
@@ -67,6 +67,8 @@ class TwinConfig:
     seconds: float = 20.0
     fps: float = 30.0
     split: str = ""  # "": train/val/test by position (split_of); else every clip's split (the benchmark's)
+    # cameras beyond the front-wide one, as the labelers ask (labelers.registry.LABELER_FEATURES)
+    other_cameras: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.chunks < 1 or self.clips_per_chunk < 1:
@@ -78,6 +80,10 @@ class TwinConfig:
         if self.split not in ("", BENCHMARK_SPLIT):
             raise ValueError(f"split={self.split!r}: leave it empty (train/val/test by position) or "
                              f"{BENCHMARK_SPLIT!r} (the benchmark set)")
+        unknown = [c for c in self.other_cameras if c not in OTHER_CAMERAS]
+        if unknown or len(set(self.other_cameras)) != len(self.other_cameras):
+            raise ValueError(f"other_cameras={list(self.other_cameras)}: the twin renders each of "
+                             f"{list(OTHER_CAMERAS)} at most once besides {L.FRONT_CAMERA}")
         if (self.seed == BENCHMARK_SEED) != (self.split == BENCHMARK_SPLIT):
             raise ValueError(f"seed={self.seed}, split={self.split!r}: seed {BENCHMARK_SEED} is reserved for the "
                              f"benchmark set and the {BENCHMARK_SPLIT!r} split for it; choose another seed "
@@ -86,8 +92,11 @@ class TwinConfig:
     def stamp(self) -> dict[str, object]:
         """The config as recorded and hashed; `split` only when set, so twins written before it keep their hash."""
         d = asdict(self)
-        if not d["split"]:
-            del d["split"]
+        for key in ("split", "other_cameras"):  # recorded only when set: older twins keep their hash
+            if not d[key]:
+                del d[key]
+            elif key == "other_cameras":
+                d[key] = sorted(d[key])
         return d
 
     def config_hash(self) -> str:
@@ -154,7 +163,7 @@ def write_metadata(root: Path, cfg: TwinConfig) -> None:
         {"clip_is_valid": True, "chunk": np.array([r[1] for r in rows], np.int64),
          "split": [cfg.split or split_of(r[1], r[2]) for r in rows]}, index=index)
     _atomic_write(root / "clip_index.parquet", _parquet_bytes(clip_index))
-    present = set(L.REQUIRED_FEATURES)
+    present = set(L.REQUIRED_FEATURES) | set(cfg.other_cameras)
     presence = pd.DataFrame({f: f in present for f in L.FEATURES}, index=index)
     _atomic_write(root / "metadata/feature_presence.parquet", _parquet_bytes(presence))
     rng = np.random.default_rng(cfg.seed)
@@ -246,12 +255,13 @@ def chunk_is_written(root: Path, chunk_id: int) -> bool:
 
 
 def write_chunk(root: Path, cfg: TwinConfig, chunk_id: int) -> list[Path]:
-    """Simulate, render and write one chunk's feature files; returns the paths written."""
+    """Simulate, render and write one chunk's feature files (the front camera, and the others the
+    config asks for); returns the paths written."""
     if not 0 <= chunk_id < cfg.chunks:
         raise ValueError(f"chunk {chunk_id} is outside the twin's chunks 0..{cfg.chunks - 1}")
     root = Path(root)
     ids = clip_ids(cfg)[chunk_id]
-    cam_members: list[tuple[str, bytes, bool]] = []
+    cam_members: dict[str, list[tuple[str, bytes, bool]]] = {c: [] for c in (L.FRONT_CAMERA, *cfg.other_cameras)}
     ego_members: list[tuple[str, bytes, bool]] = []
     intrinsics, extrinsics, dims = [], [], []
     truth: dict[str, list[pd.DataFrame]] = {}
@@ -264,24 +274,20 @@ def write_chunk(root: Path, cfg: TwinConfig, chunk_id: int) -> list[Path]:
         # camera frames start a few ms before the clip, like the real 605-frame clips
         n_frames = int((cfg.seconds + 0.12) * cfg.fps) + 1
         t_frames = -int(rng.integers(5_000, 20_000)) + np.round(np.arange(n_frames) * 1e6 / cfg.fps).astype(np.int64)
-        mp4 = encode_mp4(render_frames(world, cam, t_frames), cfg.width, cfg.height, cfg.fps)
-        names = cam_feature.members(clip_id)
-        cam_members += [
-            (names["video"], mp4, False),
-            (names["frame_timestamps"], _parquet_bytes(pa.table({"timestamp": pa.array(t_frames, pa.int64())})), True),
-            (names["blurred_boxes"], _parquet_bytes(pa.table({
-                "timestamp": pa.array([], pa.int64()), "x_min": pa.array([], pa.float32()),
-                "y_min": pa.array([], pa.float32()), "x_max": pa.array([], pa.float32()),
-                "y_max": pa.array([], pa.float32())})), True),
-        ]
+        cams = {L.FRONT_CAMERA: cam}
+        for k, name in enumerate(cfg.other_cameras):  # own draws: the front camera's stay as they were
+            cams[name] = FThetaCamera.other(name, cfg.width, cfg.height, np.random.default_rng([seed, 7, k]))
+        for name, c in cams.items():
+            mp4 = encode_mp4(render_frames(world, c, t_frames), cfg.width, cfg.height, cfg.fps)
+            cam_members[name] += _camera_members(L.FEATURES[name].members(clip_id), mp4, t_frames)
+            intrinsics.append({"clip_id": clip_id, "camera_name": name, "width": cfg.width,
+                               "height": cfg.height, "cx": c.cx, "cy": c.cy,
+                               **{f"fw_poly_{j}": c.fw_poly[j] for j in range(5)},
+                               **{f"bw_poly_{j}": c.bw_poly[j] for j in range(5)}})
+            qx, qy, qz, qw = c.quat_xyzw
+            extrinsics.append({"clip_id": clip_id, "sensor_name": name, "qx": qx, "qy": qy, "qz": qz,
+                               "qw": qw, "x": c.xyz_m[0], "y": c.xyz_m[1], "z": c.xyz_m[2]})
         ego_members.append((ego_feature.members(clip_id)["egomotion"], _parquet_bytes(_egomotion_table(world)), True))
-        intrinsics.append({"clip_id": clip_id, "camera_name": L.FRONT_CAMERA, "width": cfg.width,
-                           "height": cfg.height, "cx": cam.cx, "cy": cam.cy,
-                           **{f"fw_poly_{j}": cam.fw_poly[j] for j in range(5)},
-                           **{f"bw_poly_{j}": cam.bw_poly[j] for j in range(5)}})
-        qx, qy, qz, qw = cam.quat_xyzw
-        extrinsics.append({"clip_id": clip_id, "sensor_name": L.FRONT_CAMERA, "qx": qx, "qy": qy, "qz": qz,
-                           "qw": qw, "x": cam.xyz_m[0], "y": cam.xyz_m[1], "z": cam.xyz_m[2]})
         platform_81 = rng.random() < 0.5
         dims.append({"clip_id": clip_id, "length": 4.9, "width": 1.95, "height": 1.5,
                      "rear_axle_to_bbox_center": 1.45, "wheelbase": 3.165 if platform_81 else 2.85,
@@ -304,8 +310,18 @@ def write_chunk(root: Path, cfg: TwinConfig, chunk_id: int) -> list[Path]:
         put(twin_gt_paths(chunk_id)[name], _parquet_bytes(pd.concat(dfs, ignore_index=True)))
     # the zips last: `chunk_is_written` keys on them, so a crash never leaves a chunk looking complete
     put(ego_feature.path(chunk_id), _zip_bytes(iter(ego_members)))
-    put(cam_feature.path(chunk_id), _zip_bytes(iter(cam_members)))
+    for name in cfg.other_cameras:
+        put(L.FEATURES[name].path(chunk_id), _zip_bytes(iter(cam_members[name])))
+    put(cam_feature.path(chunk_id), _zip_bytes(iter(cam_members[L.FRONT_CAMERA])))
     return written
+
+
+def _camera_members(names: dict[str, str], mp4: bytes, t_frames: np.ndarray) -> list[tuple[str, bytes, bool]]:
+    no_boxes = pa.table({"timestamp": pa.array([], pa.int64()), **{k: pa.array([], pa.float32())
+                                                                   for k in ("x_min", "y_min", "x_max", "y_max")}})
+    return [(names["video"], mp4, False),
+            (names["frame_timestamps"], _parquet_bytes(pa.table({"timestamp": pa.array(t_frames, pa.int64())})), True),
+            (names["blurred_boxes"], _parquet_bytes(no_boxes), True)]
 
 
 def write_twin(root: Path, cfg: TwinConfig, *, chunks: list[int] | None = None, overwrite: bool = False) -> Path:

@@ -1,0 +1,65 @@
+"""Each labeler declares the PAI features it reads; ingest fetches them and the twin renders them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from dagster_project.assets import ingest
+from dagster_project.partitions import CHUNKS_PARTITION
+from dagster_project.resources import EngineResource, LakeResource, PAISourceResource
+from flywheel.settings import Settings
+from labelers.alpamayo import AlpamayoLabeler
+from labelers.registry import features_for
+from lake import io
+from lake import tables as T
+from transforms import pai_layout as L
+from transforms.pai_reader import LocalPAIDataset
+from transforms.twin.writer import TwinConfig, write_twin
+
+ALPAMAYO_CAMERAS = ("camera_cross_left_120fov", "camera_cross_right_120fov", "camera_front_tele_30fov")
+SMALL = dict(chunks=1, clips_per_chunk=2, seed=3, width=64, height=48, seconds=8.5)
+
+
+def test_labelers_declare_what_they_read() -> None:
+    assert features_for(("kinematic",)) == L.REQUIRED_FEATURES
+    assert features_for(("kinematic", "alpamayo")) == (*L.REQUIRED_FEATURES, *sorted(ALPAMAYO_CAMERAS))
+    assert set(AlpamayoLabeler.features) == set(ALPAMAYO_CAMERAS)
+    with pytest.raises(ValueError, match="FLYWHEEL_LABELERS names 'nope'"):
+        Settings(labelers=("nope",))
+
+
+def test_the_twin_renders_the_cameras_asked_for_and_keeps_the_front_one(tmp_path: Path) -> None:
+    plain = write_twin(tmp_path / "plain", TwinConfig(**SMALL))
+    more = write_twin(tmp_path / "more", TwinConfig(**SMALL, other_cameras=ALPAMAYO_CAMERAS))
+    front = L.FEATURES[L.FRONT_CAMERA].path(0)
+    assert (plain / front).read_bytes() == (more / front).read_bytes()  # the front camera is unchanged
+    ds = LocalPAIDataset(more)
+    clip = ds.clip_index.index[0]
+    frames = {}
+    for cam in (L.FRONT_CAMERA, *ALPAMAYO_CAMERAS):
+        imgs, _ = ds.get_clip_feature(clip, cam).decode_images_from_timestamps(np.array([2_000_000]))
+        frames[cam] = imgs[0].astype(float)
+    assert all(im.shape == (48, 64, 3) for im in frames.values())
+    # each camera sees its own view: the side cameras differ from the front one and from each other
+    diff = {c: np.abs(frames[c] - frames[L.FRONT_CAMERA]).mean() for c in ALPAMAYO_CAMERAS}
+    assert all(d > 2 for d in diff.values()), diff
+    assert np.abs(frames[ALPAMAYO_CAMERAS[0]] - frames[ALPAMAYO_CAMERAS[1]]).mean() > 2
+    assert TwinConfig(**SMALL).config_hash() != TwinConfig(**SMALL, other_cameras=ALPAMAYO_CAMERAS).config_hash()
+    with pytest.raises(ValueError, match="the twin renders each of"):
+        TwinConfig(**SMALL, other_cameras=("camera_rear_tele_30fov",))
+
+
+def test_ingest_fetches_the_features_of_the_configured_labelers(tmp_path: Path) -> None:
+    inst = dg.DagsterInstance.ephemeral()
+    inst.add_dynamic_partitions(CHUNKS_PARTITION, ["chunk_0000"])
+    source = PAISourceResource(kind="twin", twin_dir=str(tmp_path / "twin"), twin_chunks=1, twin_clips=2,
+                               twin_seed=3, twin_width=64, twin_height=48, twin_seconds=8.5,
+                               labelers="kinematic,alpamayo")
+    res = {"lake": LakeResource(root=str(tmp_path / "lake")), "source": source, "engine": EngineResource()}
+    assert dg.materialize([ingest.raw_chunks], partition_key="chunk_0000", instance=inst, resources=res).success
+    fetched = set(io.read(tmp_path / "lake", T.CHUNKS).column("feature").to_pylist())
+    assert set(features_for(("kinematic", "alpamayo"))) <= fetched
