@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test test-slow test-all bench lock ui clean
+.PHONY: setup demo test test-slow test-all bench lock ui clean labeler-env
 
 $(STAMP): requirements.lock pyproject.toml
 	@py=$$(scripts/find-python312.sh) && echo "using $$py" && "$$py" -m venv $(VENV)
@@ -30,6 +30,12 @@ test: $(STAMP)
 # headless Chromium (Debian's chromium + chromium-driver; .ci/run installs them).
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m "slow or spark or ui"
+
+# A labeler's own environment (labelers/envs/$(NAME).txt), for labelers whose dependencies clash with
+# the pipeline's: `make labeler-env NAME=alpamayo` on a GPU node; NAME=standin is the tested stand-in.
+NAME ?= standin
+labeler-env: $(STAMP)
+	scripts/labeler-env.sh $(NAME)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all

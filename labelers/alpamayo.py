@@ -145,9 +145,10 @@ class AlpamayoLabeler(Labeler):
             from alpamayo_r1.models.alpamayo_r1 import AlpamayoR1
         except ImportError as exc:
             raise LabelerUnavailable(
-                "the alpamayo labeler needs NVlabs' alpamayo_r1 package (Python 3.12, torch 2.8, transformers 4.57, "
-                "flash-attn): pip install 'alpamayo_r1 @ git+https://github.com/NVlabs/alpamayo'; or use "
-                f"labeler=kinematic ({exc})") from exc
+                "the alpamayo labeler needs NVlabs' alpamayo_r1 package (torch 2.8, transformers 4.57), which cannot "
+                "sit beside the pipeline's transformers 5: it runs in its own environment, built with `make "
+                f"labeler-env NAME=alpamayo` (labelers/envs/alpamayo.txt) on a GPU node; or use labeler=kinematic ({exc})"
+            ) from exc
         if not torch.cuda.is_available():
             raise LabelerUnavailable("the alpamayo labeler needs a CUDA GPU with >= 24 GB (RTX 3090, A100, H100); "
                                      "none is visible here: run it on a GPU node or use labeler=kinematic")

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from labelers.base import Labeler, LabelerUnavailable
 from labelers.kinematic import KinematicLabeler
+from labelers.remote import Launch
 from transforms import pai_layout as L
 from transforms.source import ChunkFiles
 
-LABELERS = ("kinematic", "vlm", "alpamayo")
+PROJECT = Path(__file__).resolve().parents[1]  # the worker imports the project's modules from here
+LABELERS = ("kinematic", "vlm", "alpamayo", "standin")
 IMAGE_LABELERS = ("vlm",)  # need the front frame attached to each window
 # hold a model on this machine's accelerator: they label in the driver process on every engine
-MODEL_LABELERS = ("vlm", "alpamayo")
+MODEL_LABELERS = ("vlm", "alpamayo", "standin")
+# run in an environment of their own (labelers/envs/<name>.txt), through labelers.remote.EnvLabeler
+ENV_LABELERS = ("alpamayo", "standin")
 
 
 def labeler_class(name: str) -> type[Labeler]:
@@ -24,6 +31,10 @@ def labeler_class(name: str) -> type[Labeler]:
         from labelers.alpamayo import AlpamayoLabeler
 
         return AlpamayoLabeler
+    if name == "standin":
+        from labelers.standin import StandInLabeler
+
+        return StandInLabeler
     raise ValueError(f"unknown labeler {name!r}: choose one of {', '.join(LABELERS)}")
 
 
@@ -33,7 +44,10 @@ def features_for(names: tuple[str, ...]) -> tuple[str, ...]:
     return (*L.REQUIRED_FEATURES, *extra)
 
 
-def make_labeler(name: str, files: ChunkFiles, *, vlm_model_dir: str = "") -> Labeler:
+def make_labeler(name: str, files: ChunkFiles, *, vlm_model_dir: str = "", env_dir: str | Path = "",
+                 workdir: str | Path = "", launch: Launch | None = None) -> Labeler:
+    """A labeler by name. Those of ENV_LABELERS run in their own environment (`env_dir`, default
+    .labeler-envs/<name> of the project) through `launch` (default: a plain subprocess)."""
     if name == "kinematic":
         return KinematicLabeler()
     if name == "vlm":
@@ -42,10 +56,12 @@ def make_labeler(name: str, files: ChunkFiles, *, vlm_model_dir: str = "") -> La
         if not vlm_model_dir:
             raise LabelerUnavailable("labeler=vlm needs vlm_model_dir: a local image-text-to-text model folder")
         return VLMLabeler(vlm_model_dir)
-    if name == "alpamayo":
-        from labelers.alpamayo import AlpamayoLabeler
-        from transforms.pai_reader import LocalPAIDataset
+    if name in ENV_LABELERS:
+        from labelers.remote import EnvLabeler, subprocess_launch
 
+        work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=f"labeler-{name}-"))
         # the chunk's files sit at their repo paths under one root (a PAI copy, a twin, an HF snapshot)
-        return AlpamayoLabeler(dataset=LocalPAIDataset(files.path("features.csv").parent))
+        return EnvLabeler(name, labeler_class(name).version, env_dir=env_dir or PROJECT / ".labeler-envs" / name,
+                          dataset_root=files.path("features.csv").parent, workdir=work,
+                          launch=launch or subprocess_launch(work, pythonpath=PROJECT))
     raise ValueError(f"unknown labeler {name!r}: choose one of {', '.join(LABELERS)}")

@@ -1,6 +1,7 @@
 """Gold: Commander labels per window (a trace and a command), versioned by labeler."""
 
 from collections import Counter
+from pathlib import Path
 
 import dagster as dg
 
@@ -9,7 +10,7 @@ from dagster_project.partitions import chunks
 from dagster_project.resources import EngineResource, LakeResource
 from engines import EmbeddedEngine, Input
 from labelers.build import LabelPlan, labels_part
-from labelers.registry import IMAGE_LABELERS, MODEL_LABELERS, make_labeler
+from labelers.registry import IMAGE_LABELERS, MODEL_LABELERS, PROJECT, make_labeler
 from lake import tables as T
 from transforms.pai_layout import chunk_id_of
 from transforms.source import chunk_files_from_manifest
@@ -19,8 +20,9 @@ STAGE = "commander_labels"
 
 
 class CommanderLabelsConfig(dg.Config):
-    labeler: str = "kinematic"  # kinematic | vlm | alpamayo
+    labeler: str = "kinematic"  # kinematic | vlm | alpamayo | standin
     vlm_model_dir: str = ""  # a local image-text-to-text model, for labeler=vlm
+    labeler_env: str = ""  # alpamayo, standin: their environment (default .labeler-envs/<labeler> of the project)
     phrasing_seed: int = 0  # picks among each meta-action's phrasings
 
 
@@ -30,7 +32,12 @@ def commander_labels(context: dg.AssetExecutionContext, config: CommanderLabelsC
     """A structured trace and a short Commander command per window; each labeler version keeps its rows."""
     key = context.partition_key
     files = chunk_files_from_manifest(lake.read(T.CHUNKS, chunk=key), chunk_id_of(key))
-    labeler = make_labeler(config.labeler, files, vlm_model_dir=config.vlm_model_dir)
+    def launch(command: list[str], extras: dict) -> None:
+        # through Dagster Pipes: the worker's log lines and its summary reach this run's events
+        dg.PipesSubprocessClient(env={"PYTHONPATH": str(PROJECT)}).run(context=context, command=command, extras=extras)
+
+    labeler = make_labeler(config.labeler, files, vlm_model_dir=config.vlm_model_dir, env_dir=config.labeler_env,
+                           workdir=Path(lake.root) / ".labeling" / context.run_id / key, launch=launch)
     # a model labeler stays with its model, on this machine's accelerator; the others go to the engine
     eng = EmbeddedEngine() if labeler.name in MODEL_LABELERS else engine.engine()
     context.log.info(f"engine: {eng.describe()}")

@@ -1,0 +1,75 @@
+"""The labeler worker: `python -m labelers.worker`, run by a labeler's own environment.
+
+Launched through Dagster Pipes (dagster-pipes is the only Dagster package it needs): the extras
+name the labeler, the windows file, the results file and the dataset root. It imports only the
+labeler's own module, so it runs beside dependencies the pipeline could not hold (transformers 4
+beside lerobot's transformers 5). The results file starts with a header row: format, labeler,
+version, and the versions of the packages that matter.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+from pathlib import Path
+from typing import Any
+
+from labelers.base import Labeler
+from labelers.remote import RESULTS_FORMAT, read_jsonl, result_to_dict, window_from_dict, write_jsonl
+
+
+def make(name: str, dataset_root: str, options: dict[str, Any]) -> Labeler:
+    if name == "standin":
+        from labelers.standin import StandInLabeler
+
+        return StandInLabeler(**options)
+    if name == "alpamayo":
+        from labelers.alpamayo import AlpamayoLabeler
+        from transforms.pai_reader import LocalPAIDataset
+
+        return AlpamayoLabeler(dataset=LocalPAIDataset(dataset_root), **options)
+    raise ValueError(f"labeler {name!r} has no worker: the worker runs standin and alpamayo")
+
+
+def _version(pkg: str) -> str:
+    try:
+        return md.version(pkg)
+    except md.PackageNotFoundError:
+        return ""
+
+
+def run(extras: dict[str, Any], log: Any) -> dict[str, Any]:
+    labeler = make(extras["labeler"], extras["dataset_root"], dict(extras.get("options") or {}))
+    windows = [window_from_dict(d) for d in read_jsonl(Path(extras["windows"]))]
+    log.info(f"labeler {labeler.name} {labeler.version}: {len(windows)} windows; transformers "
+             f"{_version('transformers')}, torch {_version('torch')}")
+    results = labeler.label(windows)
+    header = {"format": RESULTS_FORMAT, "labeler": labeler.name, "version": labeler.version,
+              "packages": {p: _version(p) for p in ("transformers", "torch", "huggingface_hub")}}
+    write_jsonl(Path(extras["out"]), [header, *(result_to_dict(w, r) for w, r in zip(windows, results, strict=True))])
+    failed = sum("failure" in result_to_dict(w, r) for w, r in zip(windows, results, strict=True))
+    return {**header["packages"], "labeled": len(windows) - failed, "failed": failed}
+
+
+def main() -> None:
+    """Under Dagster Pipes, extras and logs go through it; run by hand (or by `subprocess_launch`),
+    the extras come as a JSON file named on the command line and the log goes to stderr."""
+    import json
+    import logging
+    import os
+    import sys
+
+    if "DAGSTER_PIPES_CONTEXT" not in os.environ:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        summary = run(json.loads(Path(sys.argv[1]).read_text()), logging.getLogger("labelers.worker"))
+        print(json.dumps(summary))
+        return
+    from dagster_pipes import open_dagster_pipes
+
+    with open_dagster_pipes() as pipes:
+        summary = run(dict(pipes.extras), pipes.log)
+        pipes.log.info(f"labeled {summary['labeled']}, failed {summary['failed']}")
+        pipes.report_custom_message(summary)
+
+
+if __name__ == "__main__":
+    main()
