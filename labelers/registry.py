@@ -59,6 +59,13 @@ def make_labeler(name: str, files: ChunkFiles, *, vlm_model_dir: str = "", env_d
     if name in ENV_LABELERS:
         from labelers.remote import EnvLabeler, subprocess_launch
 
+        missing = [f for f in labeler_class(name).features
+                   if f not in files.features or files.features[f].path(files.chunk_id) not in files.files]
+        if missing:
+            raise LabelerUnavailable(f"labeler {name} reads {missing}, which chunk {files.chunk_id} was fetched without: "
+                                     f"add {name} to FLYWHEEL_LABELERS (or the source's `labelers`) and re-materialize "
+                                     "raw_chunks for it")
+
         work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=f"labeler-{name}-"))
         # the chunk's files sit at their repo paths under one root (a PAI copy, a twin, an HF snapshot)
         return EnvLabeler(name, labeler_class(name).version, env_dir=env_dir or PROJECT / ".labeler-envs" / name,

@@ -158,7 +158,7 @@ def test_unavailable_labeler_fails_the_run_with_what_to_do(twin_dir: Path, tmp_p
 
     res = _resources(tmp_path / "lake", twin_dir)
     assert _materialize(instance, res, "chunk_0000").success
-    with pytest.raises(Exception, match=r"labeler alpamayo runs in its own environment .* `make labeler-env NAME=alpamayo`"):
+    with pytest.raises(Exception, match=r"labeler alpamayo reads .* add alpamayo to FLYWHEEL_LABELERS"):
         dg.materialize([labels.commander_labels], partition_key="chunk_0000", instance=instance, resources=res,
                        run_config={"ops": {"commander_labels": {"config": {"labeler": "alpamayo"}}}})
 

@@ -51,6 +51,14 @@ def test_the_twin_renders_the_cameras_asked_for_and_keeps_the_front_one(tmp_path
     assert TwinConfig(**SMALL).config_hash() != TwinConfig(**SMALL, other_cameras=ALPAMAYO_CAMERAS).config_hash()
     with pytest.raises(ValueError, match="the twin renders each of"):
         TwinConfig(**SMALL, other_cameras=("camera_rear_tele_30fov",))
+    # with its cameras fetched, alpamayo still needs its own environment, and says how to build it
+    from labelers.base import LabelerUnavailable
+    from labelers.registry import make_labeler
+    from transforms.source import mirror_source
+
+    files = mirror_source(more).fetch_chunk(0, features=features_for(("alpamayo",)))
+    with pytest.raises(LabelerUnavailable, match=r"runs in its own environment .* `make labeler-env NAME=alpamayo`"):
+        make_labeler("alpamayo", files, env_dir=tmp_path / "no-env")
 
 
 def test_ingest_fetches_the_features_of_the_configured_labelers(tmp_path: Path) -> None:
@@ -63,3 +71,14 @@ def test_ingest_fetches_the_features_of_the_configured_labelers(tmp_path: Path) 
     assert dg.materialize([ingest.raw_chunks], partition_key="chunk_0000", instance=inst, resources=res).success
     fetched = set(io.read(tmp_path / "lake", T.CHUNKS).column("feature").to_pylist())
     assert set(features_for(("kinematic", "alpamayo"))) <= fetched
+
+
+def test_a_labeler_refuses_a_chunk_fetched_without_its_features(twin_dir: Path) -> None:
+    from labelers.base import LabelerUnavailable
+    from labelers.registry import make_labeler
+    from transforms.source import mirror_source
+
+    with pytest.raises(LabelerUnavailable, match=r"labeler alpamayo reads \['camera_cross_left_120fov'.* "
+                                                 r"add alpamayo to FLYWHEEL_LABELERS"):
+        make_labeler("alpamayo", mirror_source(twin_dir).fetch_chunk(0))
+
