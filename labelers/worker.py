@@ -45,8 +45,9 @@ def run(extras: dict[str, Any], log: Any) -> dict[str, Any]:
     results = labeler.label(windows)
     header = {"format": RESULTS_FORMAT, "labeler": labeler.name, "version": labeler.version,
               "packages": {p: _version(p) for p in ("transformers", "torch", "huggingface_hub")}}
-    write_jsonl(Path(extras["out"]), [header, *(result_to_dict(w, r) for w, r in zip(windows, results, strict=True))])
-    failed = sum("failure" in result_to_dict(w, r) for w, r in zip(windows, results, strict=True))
+    rows = [result_to_dict(w, r) for w, r in zip(windows, results, strict=True)]
+    write_jsonl(Path(extras["out"]), [header, *rows])
+    failed = sum("failure" in row for row in rows)
     return {**header["packages"], "labeled": len(windows) - failed, "failed": failed}
 
 
