@@ -24,6 +24,7 @@ demo: $(STAMP)
 # Lint, then the default (quick, offline) test suite.
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 # The marked tests CI also runs: slow (real-size twin, whole graph), Spark local mode, and the UI in

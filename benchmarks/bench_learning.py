@@ -28,10 +28,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.stats import verdict_word
 from evals.benchmark import BENCHMARK_SPLIT, BenchmarkConfig, build_benchmark, build_twin_lake
 from evals.navsim_eval import evaluate, lake_windows
 from evals.scorecard import BASELINES, FIELD_AGENT, group_table_md, statistics
-from evals.stats import verdict_word
 from lake import io
 from lake import tables as T
 from trainers.agent import FieldAgent

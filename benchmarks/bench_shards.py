@@ -21,13 +21,14 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
-from labelers.build import label_windows, load_twin_gt, window_contexts
+from labelers.build import label_windows, window_contexts
 from labelers.kinematic import KinematicLabeler
 from trainers.data import make_loader
 from transforms import pai_layout as L
 from transforms.index import index_chunk
 from transforms.shards import ShardConfig, export_shards, windows_for_chunk
 from transforms.source import mirror_source
+from transforms.twin.truth import load_twin_gt
 from transforms.twin.writer import TwinConfig, write_twin
 
 

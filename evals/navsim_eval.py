@@ -20,16 +20,17 @@ import pyarrow.compute as pc
 import webdataset as wds
 from PIL import Image
 
+from core.displacement import displacement_errors
 from evals.comfort import comfort, extended_comfort, history_states, plan_states
-from evals.displacement import displacement_errors
 from evals.pdm import epdms, pdms
 from evals.pdm_twin import HORIZON_STEPS, ego_progress, human_filter, score_rollouts, to_anchor
-from evals.policies import constant_controls, constant_velocity, wrong_commands
+from evals.policies import wrong_commands
 from evals.scene import ClipScene, clip_scenes
 from evals.scorecard import BASELINES, FIELD_AGENT, WRONG_COMMAND
-from lake.io import fixed_lists
 from lake.tables import EVAL_METRICS
+from transforms.baselines import constant_controls, constant_velocity
 from transforms.index import frame_poses
+from transforms.windows import read_targets
 
 LOGGED = "logged"
 EC_SHIFT_STEPS = 5  # consecutive NAVSIM frames are 0.5 s apart; windows are too
@@ -67,12 +68,8 @@ def read_windows(urls: Sequence[str], targets: pa.Table, *, max_windows: int = 0
 
     Returns the windows and how many samples had no targets row (left out).
     """
-    keys = list(zip(targets.column("clip_id").to_pylist(), targets.column("t0_us").to_pylist(), strict=True))
-    row_of = {k: i for i, k in enumerate(keys)}
-    fut = fixed_lists(targets.column("future_xyz"), 192).reshape(-1, 64, 3)
-    fut_yaw = fixed_lists(targets.column("future_yaw"), 64)
-    hist = fixed_lists(targets.column("history_xyz"), 48).reshape(-1, 16, 3)
-    hist_yaw = fixed_lists(targets.column("history_yaw"), 16)
+    w = read_targets(targets)
+    row_of = {k: i for i, k in enumerate(w.keys())}
     out, missing = [], 0
     for sample in wds.DataPipeline(wds.SimpleShardList(list(urls)), wds.tarfile_to_samples()):
         meta = json.loads(sample["json"])
@@ -85,7 +82,7 @@ def read_windows(urls: Sequence[str], targets: pa.Table, *, max_windows: int = 0
             meta["chunk"], meta["clip_id"], int(meta["t0_us"]), meta["split"], meta["command"], meta["meta_action"],
             np.asarray(Image.open(io.BytesIO(sample["jpg"])).convert("RGB"), dtype=np.uint8),
             np.array([s["v_mps"], s["a_mps2"], s["kappa_1pm"], s["yaw_rate_radps"]]),
-            fut[i, :, :2], fut_yaw[i], hist[i, :, :2], hist_yaw[i]))
+            w.future_xyz[i, :, :2], w.future_yaw[i], w.history_xyz[i, :, :2], w.history_yaw[i]))
         if max_windows and len(out) >= max_windows:
             break
     return out, missing
@@ -277,11 +274,11 @@ def lake_windows(root: str, splits: Sequence[str], *, labeler: str, labeler_vers
     no unicycle_targets row (left out)."""
     from pathlib import Path
 
-    from labelers.build import load_twin_gt
     from lake import io as lake_io
     from lake import tables as T
     from transforms.pai_layout import chunk_id_of
     from transforms.source import chunk_files_from_manifest
+    from transforms.twin.truth import load_twin_gt
 
     urls = eval_shards(lake_io.read(root, T.SHARD_MANIFEST), str(Path(root) / "shards"), labeler=labeler,
                        labeler_version=labeler_version, splits=splits)

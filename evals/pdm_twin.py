@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from core.windows import DT_S
 from evals.boxes import (
     PACIFICA,
     VehicleShape,
@@ -41,7 +42,6 @@ from evals.boxes import (
 )
 from evals.scene import ClipScene
 
-DT_S = 0.1
 HORIZON_STEPS = 40  # NAVSIM simulates 4 s at 10 Hz
 STOPPED_EGO_MPS = 5e-2  # nuPlan's collision classification
 TTC_STOPPED_MPS = 5e-3  # NAVSIM's TTC skips a standing ego

@@ -49,7 +49,7 @@ class ClipScene:
 
 
 def clip_scenes(gt: dict[str, pd.DataFrame]) -> dict[str, ClipScene]:
-    """One ClipScene per clip of a chunk's ground-truth tables (labelers.build.load_twin_gt)."""
+    """One ClipScene per clip of a chunk's ground-truth tables (transforms.twin.truth.load_twin_gt)."""
     scen = gt["scenario"].set_index("clip_id")
     agents_by_clip = {c: g for c, g in gt["agents"].groupby("clip_id")}
     ticks_by_clip = {c: np.sort(g["timestamp"].to_numpy()) for c, g in gt["intent"].groupby("clip_id")}

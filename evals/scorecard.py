@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from evals.stats import clip_bootstrap, compare, verdict_word
+from core.stats import clip_bootstrap, compare, verdict_word
 
 FIELD_AGENT, WRONG_COMMAND = "field_agent", "wrong_command"
 BASELINES = ("constant_velocity", "constant_controls")

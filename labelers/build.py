@@ -14,35 +14,23 @@ import pyarrow.parquet as pq
 from labelers.base import Labeler, LabelFailure, WindowContext
 from labelers.scene import twin_scenes
 from labelers.trace import Trace, render_command
-from lake.io import fixed_lists
 from transforms import pai_layout as L
 from transforms.frames import FrameDecodeError, decode_frames
 from transforms.source import ChunkFiles
-from transforms.twin.writer import twin_gt_paths
+from transforms.twin.truth import load_twin_gt
 from transforms.unicycle import window_rows
+from transforms.windows import read_targets
 from transforms.zipread import MemberError, ZipMembers
-
-
-def load_twin_gt(files: ChunkFiles) -> dict[str, pd.DataFrame] | None:
-    """The twin's ground-truth tables of a chunk, or None when the source has none (real PAI)."""
-    paths = {name: files.files.get(rel) for name, rel in twin_gt_paths(files.chunk_id).items()}
-    if any(p is None for p in paths.values()):
-        return None
-    return {name: pd.read_parquet(p) for name, p in paths.items()}
 
 
 def window_contexts(targets: pa.Table, gt: dict[str, pd.DataFrame] | None) -> list[WindowContext]:
     """One context per `unicycle_targets` row, in row order."""
-    clip_ids = targets.column("clip_id").to_pylist()
-    t0s = targets.column("t0_us").to_pylist()
-    accel = fixed_lists(targets.column("accel_mps2"), 64)
-    kappa = fixed_lists(targets.column("curvature_1pm"), 64)
-    fut = fixed_lists(targets.column("future_xyz"), 192).reshape(-1, 64, 3)
-    fut_yaw = fixed_lists(targets.column("future_yaw"), 64)
-    v0 = targets.column("v0_mps").to_numpy()
-    scenes = twin_scenes(gt, clip_ids, t0s) if gt is not None else [None] * len(clip_ids)
-    return [WindowContext(c, int(t), float(v0[i]), accel[i], kappa[i], fut[i], fut_yaw[i], scenes[i])
-            for i, (c, t) in enumerate(zip(clip_ids, t0s, strict=True))]
+    w = read_targets(targets)
+    t0s = w.t0_us.tolist()
+    scenes = twin_scenes(gt, list(w.clip_id), t0s) if gt is not None else [None] * len(w)
+    return [WindowContext(c, int(t), float(w.v0_mps[i]), w.accel_mps2[i], w.curvature_1pm[i], w.future_xyz[i],
+                          w.future_yaw[i], scenes[i])
+            for i, (c, t) in enumerate(zip(w.clip_id, t0s, strict=True))]
 
 
 @dataclass(frozen=True)

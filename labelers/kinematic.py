@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.vocab import GO_DONE_MPS, SPEED_CHANGE_MPS2, TURN_CURVATURE_1PM
 from labelers.base import Labeler, LabelFailure, Scene, WindowContext
 from labelers.trace import Hazard, Trace
 
 DT = 0.1
 SPAN = 20  # the first 2 s after t0: what a command given at t0 is about
-TURN_CURVATURE = 1 / 80  # 1/m: a bend, not a lane-keeping wiggle
 LAT_SPEED_MPS = 0.2  # sideways speed of a lane change (lane-keeping sway stays below ~0.15 m/s)
 LANE_CHANGE_MIN_M = 1.0  # sideways travel of a run of lateral motion that makes it a lane change
-ACCEL_MPS2 = 0.4
-GO_DONE_MPS = 6.0  # pulling away ends here; beyond, it is speeding up
 BRAKE_MPS2 = 1.2  # comfortable braking to a line
 TAIL = 4  # samples (0.4 s) of a lane change's slow start and end below LAT_SPEED_MPS
 
@@ -90,7 +88,7 @@ class KinematicLabeler(Labeler):
         change = lane_change_activity(lateral)[:SPAN]
         kappa = sc.road_curvature_1pm if sc is not None else np.concatenate([w.curvature_1pm, w.curvature_1pm[-1:]])
         ahead = np.minimum(np.arange(SPAN) + SPAN, len(kappa) - 1)  # the road 2 s ahead, as a driver looks
-        bend = (np.abs(kappa[:SPAN]) > TURN_CURVATURE) | (np.abs(kappa[ahead]) > TURN_CURVATURE)
+        bend = (np.abs(kappa[:SPAN]) > TURN_CURVATURE_1PM) | (np.abs(kappa[ahead]) > TURN_CURVATURE_1PM)
         hazards = self._hazards(w, sc, kappa)
         lead = sc.lead_class if sc is not None and sc.lead_class else "car"
 
@@ -123,9 +121,9 @@ class KinematicLabeler(Labeler):
                 f"the road bends with radius {1 / max(np.abs(kappa[:2 * SPAN]).max(), 1e-9):.0f} m"
         elif _majority(lead_close):
             action, subject, reason = "follow_lead", lead, f"a {lead} {gap[0]:.0f} m ahead sets the pace"
-        elif _majority(a[:SPAN] > ACCEL_MPS2):
+        elif _majority(a[:SPAN] > SPEED_CHANGE_MPS2):
             action, subject, reason = "speed_up", "", f"the car gains {v[SPAN] - v[0]:.1f} m/s in 2 s"
-        elif _majority(a[:SPAN] < -ACCEL_MPS2):
+        elif _majority(a[:SPAN] < -SPEED_CHANGE_MPS2):
             action, subject, reason = "slow_down", "", f"the car sheds {v[0] - v[SPAN]:.1f} m/s in 2 s"
         else:
             action, subject, reason = "keep_lane", "", "the lane ahead is clear and the speed steady"
@@ -146,14 +144,14 @@ class KinematicLabeler(Labeler):
                 out.append(Hazard("stop_line", "ahead", round(sc.stop_line_m, 1)))
             if sc.oncoming:
                 out.append(Hazard("oncoming_traffic", "oncoming", note=f"{sc.oncoming} vehicle(s)"))
-        if np.abs(kappa[:2 * SPAN]).max() > TURN_CURVATURE:
+        if np.abs(kappa[:2 * SPAN]).max() > TURN_CURVATURE_1PM:
             out.append(Hazard("curve", "left" if kappa[:2 * SPAN].sum() > 0 else "right"))
         return tuple(out)
 
     @staticmethod
     def _scene_text(w: WindowContext, sc: Scene | None) -> str:
         kmax = float(np.abs(w.curvature_1pm[:40]).max())
-        shape = "a bend" if kmax > TURN_CURVATURE else ("a gentle curve" if kmax > 1 / 400 else "a straight road")
+        shape = "a bend" if kmax > TURN_CURVATURE_1PM else ("a gentle curve" if kmax > 1 / 400 else "a straight road")
         lanes = f"{sc.n_lanes}-lane road, " if sc is not None else ""
         return f"{lanes}{shape}, ego at {w.v0_mps * 3.6:.0f} km/h"
 

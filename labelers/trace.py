@@ -12,26 +12,9 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from core.vocab import DEFAULT_SUBJECT, HAZARD_KINDS, META_ACTIONS, PHRASINGS
+
 TRACE_SCHEMA_VERSION = "1.0"
-
-META_ACTIONS = (
-    "keep_lane",
-    "follow_lead",
-    "slow_down",
-    "speed_up",
-    "stop",
-    "go",
-    "turn_left",
-    "turn_right",
-    "change_lane_left",
-    "change_lane_right",
-    "overtake_left",
-    "overtake_right",
-    "yield",
-)
-
-HAZARD_KINDS = ("car", "truck", "van", "bus", "motorcycle", "cyclist", "pedestrian", "stop_line", "traffic_light",
-                "curve", "oncoming_traffic", "construction", "animal", "obstacle")
 
 
 class TraceError(ValueError):
@@ -99,28 +82,6 @@ class Trace:
                        extra={str(k): str(v) for k, v in dict(d.get("extra", {})).items()})
         except (TypeError, ValueError) as exc:
             raise TraceError(f"bad trace field: {exc}") from exc
-
-
-PHRASINGS: dict[str, tuple[str, ...]] = {
-    "keep_lane": ("Follow the lane", "Keep your lane", "Stay in this lane"),
-    "follow_lead": ("Follow the {subject} ahead", "Stay behind the {subject}", "Keep your distance to the {subject}"),
-    "slow_down": ("Slow down", "Ease off the speed", "Reduce your speed"),
-    "speed_up": ("Speed up", "Pick up the pace", "Accelerate to cruising speed"),
-    "stop": ("Stop at the {subject}", "Come to a stop at the {subject}", "Halt at the {subject}"),
-    "go": ("Go", "Pull away now", "Move off"),
-    "turn_left": ("Take the bend to the left", "Follow the road left", "Turn left"),
-    "turn_right": ("Take the bend to the right", "Follow the road right", "Turn right"),
-    "change_lane_left": ("Change to the left lane", "Move over to the left lane", "Switch into the left lane"),
-    "change_lane_right": ("Change to the right lane", "Move over to the right lane", "Switch into the right lane"),
-    "overtake_left": ("Overtake the {subject} on the left", "Pass the {subject} on the left",
-                      "Get past the {subject} on the left"),
-    "overtake_right": ("Overtake the {subject} on the right", "Pass the {subject} on the right",
-                       "Get past the {subject} on the right"),
-    "yield": ("Yield to the {subject}", "Give way to the {subject}", "Let the {subject} go first"),
-}
-DEFAULT_SUBJECT = {"follow_lead": "car", "stop": "line", "overtake_left": "car", "overtake_right": "car",
-                   "yield": "traffic"}
-assert set(PHRASINGS) == set(META_ACTIONS)
 
 
 def render_command(trace: Trace, key: str, seed: int = 0) -> str:

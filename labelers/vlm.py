@@ -14,8 +14,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from core.vocab import HAZARD_KINDS, META_ACTIONS
 from labelers.base import Labeler, LabelerUnavailable, LabelFailure, WindowContext
-from labelers.trace import HAZARD_KINDS, META_ACTIONS, Trace, TraceError
+from labelers.trace import Trace, TraceError
 
 PROMPT_VERSION = "1"
 PROMPT = (

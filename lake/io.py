@@ -12,7 +12,6 @@ import re
 import time
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
@@ -131,9 +130,3 @@ def read(
 
 def version(root: str | Path, table: Table) -> int | None:
     return DeltaTable(table_uri(root, table)).version() if exists(root, table) else None
-
-
-def fixed_lists(col: pa.ChunkedArray, width: int) -> np.ndarray:
-    """A list<float64> column whose rows all hold `width` values -> (rows, width) array, one copy."""
-    flat = pa.concat_arrays([c.flatten() for c in col.chunks]) if col.num_chunks else pa.array([], pa.float64())
-    return flat.to_numpy(zero_copy_only=False).reshape(-1, width)

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from labelers.trace import META_ACTIONS
+from core.vocab import META_ACTIONS
 from lake import tables as T
 from lake.tables import Table
 from transforms.ids import DATA_SPLITS as SPLITS

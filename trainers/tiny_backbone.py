@@ -61,7 +61,7 @@ class TinyBackboneConfig:
 
 
 def _corpus() -> list[str]:
-    from labelers.trace import HAZARD_KINDS, META_ACTIONS, PHRASINGS
+    from core.vocab import HAZARD_KINDS, META_ACTIONS, PHRASINGS
 
     lines = [p.format(subject=s) for opts in PHRASINGS.values() for p in opts
              for s in ("car", "truck", "van", "line", "pedestrian", "bus", "cyclist", "vehicle")]

@@ -26,9 +26,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from evals.displacement import constant_velocity_xy, displacement_errors
-from evals.policies import constant_controls
-from evals.stats import paired_difference, verdict_word
+from core.displacement import constant_velocity_xy, displacement_errors
+from core.stats import paired_difference, verdict_word
 from trainers import checkpoint as C
 from trainers.actions import ActionMode, from_model, rollout, to_model
 from trainers.data import make_loader, state_action_samples
@@ -45,6 +44,7 @@ from trainers.policy import (
     to_policy_batch,
 )
 from trainers.tiny_backbone import build_tiny_backbone
+from transforms.baselines import constant_controls
 
 Log = Callable[[str], None]
 

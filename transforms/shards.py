@@ -40,13 +40,13 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from lake.faults import crash_point
-from lake.io import fixed_lists
 from transforms import pai_layout as L
 from transforms.frames import FrameDecodeError, decode_frames
 from transforms.ids import UnsafePathError, check_sample_key, check_split, inside, relative_path_problem
 from transforms.pai_layout import chunk_id_of
 from transforms.source import ChunkFiles, sha256_of
-from transforms.unicycle import N_FUT, N_HIST, WINDOW_QUARANTINE, window_rows
+from transforms.unicycle import WINDOW_QUARANTINE, window_rows
+from transforms.windows import read_targets
 from transforms.zipread import MemberError, ZipMembers
 
 SHARD_MTIME = 1_700_000_000  # fixed member mtime: reproducible bytes
@@ -133,19 +133,16 @@ def ego_state_at(egomotion: pa.Table, clip_ids: list[str], t0s: list[int]) -> li
 def windows_for_chunk(targets: pa.Table, labels: pa.Table, egomotion: pa.Table, *, chunk: str) -> list[Window]:
     """Join targets with one labeler version's labels; windows without a label are left out."""
     label_of = {(r["clip_id"], r["t0_us"]): r for r in labels.to_pylist()}
-    keep = [i for i, (c, t) in enumerate(zip(targets.column("clip_id").to_pylist(), targets.column("t0_us").to_pylist(),
-                                             strict=True)) if (c, t) in label_of]
-    t = targets.take(pa.array(keep, pa.int64())) if keep else targets.slice(0, 0)
-    clip_ids, t0s = t.column("clip_id").to_pylist(), t.column("t0_us").to_pylist()
-    acts = np.stack([fixed_lists(t.column("accel_norm"), N_FUT), fixed_lists(t.column("curvature_norm"), N_FUT)], -1)
-    fut = fixed_lists(t.column("future_xyz"), N_FUT * 3).reshape(-1, N_FUT, 3)
-    hist = fixed_lists(t.column("history_xyz"), N_HIST * 3).reshape(-1, N_HIST, 3)
+    rows = read_targets(targets)
+    keep = [i for i, key in enumerate(rows.keys()) if key in label_of]
+    acts = rows.normalised_actions()
+    clip_ids, t0s = [rows.clip_id[i] for i in keep], [int(rows.t0_us[i]) for i in keep]
     states = ego_state_at(egomotion, clip_ids, t0s) if clip_ids else []
     out = []
-    for i, (c, t0) in enumerate(zip(clip_ids, t0s, strict=True)):
+    for i, c, t0, state in zip(keep, clip_ids, t0s, states, strict=True):
         lab = label_of[(c, t0)]
-        out.append(Window(chunk, c, int(t0), str(t.column("split")[i].as_py()), acts[i].astype(np.float32),
-                          fut[i].astype(np.float32), hist[i].astype(np.float32), states[i],
+        out.append(Window(chunk, c, t0, rows.split[i], acts[i].astype(np.float32),
+                          rows.future_xyz[i].astype(np.float32), rows.history_xyz[i].astype(np.float32), state,
                           {k: lab[k] for k in ("command", "meta_action", "labeler", "labeler_version", "confidence")}
                           | {"trace": json.loads(lab["trace"])}))
     return sorted(out, key=lambda w: (w.split, w.clip_id, w.t0_us))

@@ -20,10 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.interpolate import CubicSpline
 
+from core.windows import DT_S, N_FUT, N_HIST
 from transforms.geometry import quat_to_matrix, slerp_quat, unwrap_from_zero
-
-N_HIST, N_FUT = 16, 64
-DT_S = 0.1
 
 
 @dataclass(frozen=True)

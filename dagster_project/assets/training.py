@@ -8,11 +8,11 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 
+from core.stats import verdict_word
 from dagster_project.assets._meta import png
 from dagster_project.partitions import POOL_ACCELERATOR
 from dagster_project.resources import LakeResource
 from evals.benchmark import BENCHMARK_DIR, benchmark_clip_ids, check_disjoint
-from evals.stats import verdict_word
 from lake import tables as T
 from qa.report import blocking_failures
 from trainers.data import shards_from_manifest

@@ -9,7 +9,8 @@ import pytest
 
 from evals import navsim_agent as NA
 from evals.navsim_eval import extremes, score_table_md, summarize
-from evals.policies import constant_controls, constant_velocity, wrong_commands
+from evals.policies import wrong_commands
+from transforms.baselines import constant_controls, constant_velocity
 from transforms.unicycle import integrate_unicycle
 
 

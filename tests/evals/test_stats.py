@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.stats import clip_bootstrap, compare, paired_difference, verdict_word
 from evals.scorecard import group_table_md, headline, statistics
-from evals.stats import clip_bootstrap, compare, paired_difference, verdict_word
 
 
 def test_clip_bootstrap_resamples_clips_not_windows() -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from labelers.build import confusion, label_windows, load_twin_gt, window_contexts
+from labelers.build import confusion, label_windows, window_contexts
 from labelers.kinematic import KinematicLabeler, lane_change_activity
 from labelers.scene import reference_intents
 from transforms.index import index_chunk
 from transforms.source import mirror_source
+from transforms.twin.truth import load_twin_gt
 from transforms.twin.writer import TwinConfig, write_twin
 from transforms.unicycle import targets_for_chunk
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from labelers.build import label_windows, load_twin_gt, window_contexts
+from labelers.build import label_windows, window_contexts
 from labelers.kinematic import KinematicLabeler
 from transforms import shards as S
 from transforms.index import index_chunk
 from transforms.source import ChunkFiles, mirror_source
+from transforms.twin.truth import load_twin_gt
 from transforms.unicycle import targets_for_chunk
 
 

@@ -11,9 +11,9 @@ from PIL import Image
 from evals.navsim_agent import FieldAgentPlanner, plan_poses
 from evals.navsim_eval import FIELD_AGENT, LOGGED, WRONG_COMMAND, evaluate, poses_at, read_windows, summarize
 from evals.scene import clip_scenes
-from labelers.build import load_twin_gt
 from tests.trainers.conftest import Chunk0
 from trainers.agent import FieldAgent
+from transforms.twin.truth import load_twin_gt
 
 
 @pytest.fixture(scope="module")

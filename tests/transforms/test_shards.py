@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import webdataset as wds
 
-from labelers.build import label_windows, load_twin_gt, window_contexts
+from labelers.build import label_windows, window_contexts
 from labelers.kinematic import KinematicLabeler
 from tests.conftest import rewrite_zip
 from transforms import pai_layout as L
 from transforms import shards as S
 from transforms.index import index_chunk
 from transforms.source import mirror_source
+from transforms.twin.truth import load_twin_gt
 from transforms.unicycle import targets_for_chunk
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from transforms.twin.world import World
+from transforms.twin.world import Track, World
 
 FOV_DEG = 120.0
 CAMERA_XYZ_RIG_M = (1.9, 0.0, 1.45)  # behind the windscreen, above the front axle
@@ -144,6 +144,16 @@ def _candidate_rays(ray_az: np.ndarray, origin: np.ndarray, eyaw: float, tx: flo
     return np.flatnonzero((ray_az >= lo) & (ray_az <= hi))
 
 
+def _box_colour(tr: Track, face: np.ndarray, z_hit_m: np.ndarray) -> np.ndarray:
+    """(N, 3) colours of a vehicle's hit points: face 0 front/back, 1 side, 2 roof; z above the road."""
+    shade = np.array([0.85, 0.65, 1.0], np.float32)[face]
+    colour = np.asarray(tr.color_rgb, np.float32)[None, :] * shade[:, None]
+    glass = (z_hit_m > 0.55 * tr.height_m) & (face < 2) & (tr.label_class != "truck")
+    colour[glass] = np.array([40, 50, 60], np.float32)
+    colour[z_hit_m < 0.35] *= 0.35  # wheels and the shadow under the body
+    return colour
+
+
 def render_frames(world: World, cam: FThetaCamera, frame_times_us: np.ndarray) -> Iterator[np.ndarray]:
     """Yield (H, W, 3) uint8 RGB frames of the front camera at the given clip times."""
     rays = rays_rig = cam.rays_rig()
@@ -214,14 +224,8 @@ def render_frames(world: World, cam: FThetaCamera, frame_times_us: np.ndarray) -
                 hit[cand[hit_c]] = True
                 tnear = np.zeros(n)
                 tnear[cand] = tnear_c
-            face = np.nanargmax(tnear3, axis=1)  # 0: front/back, 1: side, 2: roof
             z_hit = o[2] + tnear[hit] * dl[:, 2] + half[2]
-            shade = np.array([0.85, 0.65, 1.0], np.float32)[face]
-            colour = np.asarray(tr.color_rgb, np.float32)[None, :] * shade[:, None]
-            glass = (z_hit > 0.55 * tr.height_m) & (face < 2) & (tr.label_class != "truck")
-            colour[glass] = np.array([40, 50, 60], np.float32)
-            colour[z_hit < 0.35] *= 0.35  # wheels and the shadow under the body
             f = (1 - np.exp(-tnear[hit] / 220.0)).astype(np.float32)[:, None]
-            img[hit] = colour * (1 - f) + HAZE * f
+            img[hit] = _box_colour(tr, np.nanargmax(tnear3, axis=1), z_hit) * (1 - f) + HAZE * f
             depth[hit] = tnear[hit]
         yield np.clip(img, 0, 255).astype(np.uint8).reshape(cam.height, cam.width, 3)

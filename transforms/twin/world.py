@@ -14,15 +14,14 @@ in PAI's anchor frame (ego rear axle at clip t = 0 is the origin, yaw 0 there).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.interpolate import CubicSpline
 
-from labelers.trace import META_ACTIONS
+from core.vocab import META_ACTIONS
+from transforms.twin.driver import SIM_DT_S, Driver, Plan
 
-SIM_DT_S = 0.01  # 100 Hz, the rate of PAI's egomotion
-GO_DONE_MPS = 6.0  # "go" (pulling away from a stop) ends here
 ROAD_DS_M = 0.5
 
 # the driver model records its intent in the Commander vocabulary itself
@@ -193,39 +192,22 @@ def _build_road(rng: np.random.Generator, scenario: str, length_m: float, speed_
     return Road(s, x, y, heading, kappa, n_lanes, 1, float(rng.uniform(3.3, 3.7)), stop_lines)
 
 
-# ---------------------------------------------------------------- driver model
+# ---------------------------------------------------------------- traffic and the drive
 
 
-@dataclass
-class _LaneChange:
-    t0_s: float
-    duration_s: float
-    d_from_m: float
-    d_to_m: float
-    intent: str
+@dataclass(frozen=True)
+class _Grid:
+    t_us: np.ndarray  # (T,) the simulation clock
+    t_s: np.ndarray
 
-    def d_at(self, t_s: float) -> tuple[float, bool]:
-        u = np.clip((t_s - self.t0_s) / self.duration_s, 0.0, 1.0)
-        q = 10 * u**3 - 15 * u**4 + 6 * u**5  # quintic: zero lateral speed and acceleration at both ends
-        return self.d_from_m + (self.d_to_m - self.d_from_m) * q, 0.0 < u < 1.0
+    @property
+    def n(self) -> int:
+        return len(self.t_us)
 
 
-def _idm_accel(v: float, v_des: float, gap: float, dv: float) -> float:
-    a_max, b_comf, s0, headway = 1.6, 2.2, 3.0, 1.4
-    v_des = max(v_des, 0.1)
-    free = max(1.0 - (v / v_des) ** 4, -0.8)  # above the desired speed, brake gently, not in a panic
-    if not np.isfinite(gap):
-        return a_max * free
-    s_star = s0 + max(0.0, v * headway + v * dv / (2 * np.sqrt(a_max * b_comf)))
-    return a_max * (free - (s_star / max(gap, 0.1)) ** 2)
-
-
-def simulate(clip_seed: int, seconds: float, scenario: str | None = None, speed_mps: float | None = None) -> World:
-    """Simulate one clip deterministically from its seed (optionally forcing scenario and speed).
-
-    Returns the world in the anchor frame: the ego at t = 0 sits at the origin with yaw 0.
-    """
-    rng = np.random.default_rng(clip_seed)
+def _draw_plan(rng: np.random.Generator, scenario: str | None, seconds: float,
+               speed_mps: float | None) -> tuple[str, float, _Grid]:
+    """The scenario, the desired speed and the clock, drawn in the twin's fixed order."""
     scenario = scenario or str(rng.choice(SCENARIOS))
     highway = scenario in ("cruise", "lane_change_left", "lane_change_right", "speed_change") and rng.random() < 0.6
     v_des = float(rng.uniform(24, 32) if highway else rng.uniform(8, 15))
@@ -237,174 +219,92 @@ def simulate(clip_seed: int, seconds: float, scenario: str | None = None, speed_
     t_start_us = -int(rng.integers(150_000, 260_000))
     n_steps = int(np.ceil((seconds + 1.0 - t_start_us / 1e6) / SIM_DT_S)) + 1
     t_us = t_start_us + np.arange(n_steps, dtype=np.int64) * int(SIM_DT_S * 1e6)
-    t_s = t_us / 1e6
+    return scenario, v_des, _Grid(t_us, t_us / 1e6)
 
-    road_len = v_des * (seconds + 2) + 400.0
-    road = _build_road(rng, scenario, road_len, v_des)
-    w = road.lane_width_m
-    ego_lane = 0 if scenario in ("lane_change_left", "overtake_left") else int(rng.integers(0, road.n_lanes))
-    if scenario == "lane_change_right":
-        ego_lane = road.n_lanes - 1
-    if road.n_lanes == 1 and scenario.startswith("lane_change"):
-        scenario = "cruise"
 
-    # -- other traffic, as constant-speed-ish Frenet tracks (computed on the full grid up front)
+def _add_track(rng: np.random.Generator, tracks: list[Track], grid: _Grid, label: str, s0: float, lane_d: float,
+               speed: float, wobble: float = 0.3) -> None:
+    """A constant-speed-ish Frenet track on the whole grid."""
+    length, width, height = VEHICLE_CLASSES[label]
+    phase = rng.uniform(0, 2 * np.pi)
+    v = speed + wobble * np.sin(0.3 * grid.t_s + phase)
+    s = s0 + np.concatenate([[0.0], np.cumsum(0.5 * (v[1:] + v[:-1]) * SIM_DT_S)])
+    color = tuple(int(c) for c in rng.integers(40, 230, size=3))
+    if label == "truck":
+        color = (235, 235, 230) if rng.random() < 0.5 else (200, 110, 40)
+    tracks.append(Track(len(tracks) + 1, label, length, width, height, color, s, np.full(grid.n, lane_d), v))
+
+
+def _spawn(rng: np.random.Generator, scenario: str, road: Road, ego_lane: int, v_des: float, seconds: float,
+           road_len: float, grid: _Grid) -> tuple[Road, tuple[Track, ...], Plan]:
+    """The scenario's vehicles and stop lines, its speed change, then traffic for realism."""
     tracks: list[Track] = []
-
-    def add_track(label: str, s0: float, lane_d: float, speed: float, wobble: float = 0.3) -> int:
-        tid = len(tracks) + 1
-        length, width, height = VEHICLE_CLASSES[label]
-        phase = rng.uniform(0, 2 * np.pi)
-        v = speed + wobble * np.sin(0.3 * t_s + phase)
-        s = s0 + np.concatenate([[0.0], np.cumsum(0.5 * (v[1:] + v[:-1]) * SIM_DT_S)])
-        color = tuple(int(c) for c in rng.integers(40, 230, size=3))
-        if label == "truck":
-            color = (235, 235, 230) if rng.random() < 0.5 else (200, 110, 40)
-        tracks.append(Track(tid, label, length, width, height, color, s, np.full(n_steps, lane_d), v))
-        return tid
-
     stop_lines: list[float] = []
-    speed_change_at = np.inf
-    v_des_after = v_des
+    speed_change_at, v_des_after = np.inf, v_des
     if scenario == "follow":
-        add_track(str(rng.choice(["car", "van", "truck"])), float(rng.uniform(25, 45)), road.lane_center_d(ego_lane),
-                  v_des * float(rng.uniform(0.55, 0.8)))
-    elif scenario == "overtake_left":
-        add_track("truck", float(rng.uniform(60, 80)), road.lane_center_d(0), v_des * float(rng.uniform(0.4, 0.55)), 0.1)
+        _add_track(rng, tracks, grid, str(rng.choice(["car", "van", "truck"])), float(rng.uniform(25, 45)),
+                   road.lane_center_d(ego_lane), v_des * float(rng.uniform(0.55, 0.8)))
+    elif scenario == "overtake_left":  # the truck is track 1: the driver overtakes it
+        _add_track(rng, tracks, grid, "truck", float(rng.uniform(60, 80)), road.lane_center_d(0),
+                   v_des * float(rng.uniform(0.4, 0.55)), 0.1)
     elif scenario == "stop_and_go":
         stop_lines.append(float(v_des * rng.uniform(2.5, 4.0) + 15.0))
     elif scenario == "speed_change":
         speed_change_at = float(rng.uniform(4.0, max(4.5, seconds - 8.0)))
         v_des_after = v_des * float(rng.choice([0.55, 1.35]))
-    # oncoming traffic and a neighbour in another lane, for realism
-    for _ in range(int(rng.integers(1, 4))):
-        add_track(str(rng.choice(["car", "car", "van", "truck"])), float(rng.uniform(60, road_len - 50)),
-                  road.lane_center_d(road.n_lanes), -float(rng.uniform(8, 20)))
+    for _ in range(int(rng.integers(1, 4))):  # oncoming traffic
+        _add_track(rng, tracks, grid, str(rng.choice(["car", "car", "van", "truck"])),
+                   float(rng.uniform(60, road_len - 50)), road.lane_center_d(road.n_lanes), -float(rng.uniform(8, 20)))
     if road.n_lanes > 1 and scenario not in ("overtake_left", "lane_change_left", "lane_change_right"):
-        other = [lane for lane in range(road.n_lanes) if lane != ego_lane]
-        add_track("car", float(rng.uniform(-40, 80)), road.lane_center_d(int(rng.choice(other))),
-                  v_des * float(rng.uniform(0.9, 1.15)))
+        other = [lane for lane in range(road.n_lanes) if lane != ego_lane]  # a neighbour in another lane
+        _add_track(rng, tracks, grid, "car", float(rng.uniform(-40, 80)), road.lane_center_d(int(rng.choice(other))),
+                   v_des * float(rng.uniform(0.9, 1.15)))
     road = Road(road.s_m, road.x_m, road.y_m, road.heading_rad, road.curvature_1pm, road.n_lanes,
                 road.oncoming_lanes, road.lane_width_m, tuple(stop_lines))
+    return road, tuple(tracks), Plan(scenario, v_des, v_des_after, speed_change_at, np.nan)
 
-    # -- the ego, step by step
-    s, d, v, a = 0.0, road.lane_center_d(ego_lane), float(v_des * rng.uniform(0.9, 1.0)), 0.0
-    if scenario == "speed_change" and v_des_after > v_des:
-        v = v_des
+
+def simulate(clip_seed: int, seconds: float, scenario: str | None = None, speed_mps: float | None = None) -> World:
+    """Simulate one clip deterministically from its seed (optionally forcing scenario and speed).
+
+    Returns the world in the anchor frame: the ego at t = 0 sits at the origin with yaw 0.
+    """
+    rng = np.random.default_rng(clip_seed)
+    scenario, v_des, grid = _draw_plan(rng, scenario, seconds, speed_mps)
+    road_len = v_des * (seconds + 2) + 400.0
+    road = _build_road(rng, scenario, road_len, v_des)
+    ego_lane = 0 if scenario in ("lane_change_left", "overtake_left") else int(rng.integers(0, road.n_lanes))
+    if scenario == "lane_change_right":
+        ego_lane = road.n_lanes - 1
+    if road.n_lanes == 1 and scenario.startswith("lane_change"):
+        scenario = "cruise"
+    road, tracks, plan = _spawn(rng, scenario, road, ego_lane, v_des, seconds, road_len, grid)
+
+    v0 = float(v_des * rng.uniform(0.9, 1.0))
+    if scenario == "speed_change" and plan.v_des_after_mps > v_des:
+        v0 = v_des
     # human lane-keeping sway along the road (so it stops when the car stops)
     lat_phase, lat_amp, lat_wave = rng.uniform(0, 2 * np.pi), rng.uniform(0.03, 0.12), rng.uniform(150, 300)
-    change: _LaneChange | None = None
-    overtake_state = "none"  # none -> out -> passing -> back -> done
-    planned_change_t = float(rng.uniform(3.0, max(3.5, seconds - 9.0)))
-    stop_state = "none" if stop_lines else "done"  # none -> stopping -> waiting -> go -> done
-    wait_until = 0.0
-    out = {k: np.zeros(n_steps) for k in ("s", "d", "v", "a", "gap", "stopd")}
-    intent = np.empty(n_steps, dtype=object)
-    lead_ids = np.full(n_steps, -1, dtype=np.int64)
-    ego_len_front = 3.8  # rear axle to front bumper
-    for k in range(n_steps):
-        tk = t_s[k]
-        cur_v_des = v_des if tk < speed_change_at else v_des_after
-        # curve speed: keep lateral acceleration under 2 m/s^2 for the sharpest curvature ahead
-        look = s + np.linspace(0, max(v, 5) * 5.0 + 30, 16)
-        kmax = float(np.max(np.abs(road.curvature_at(look))))
-        curve_cap = np.sqrt(2.0 / kmax) if kmax > 1e-6 else np.inf
-        v_target = min(cur_v_des, curve_cap)
-        # the lane(s) that matter for following: where the ego is and where it is going
-        lanes_d = [d] if change is None else [d, change.d_to_m]
-        gap, dv, lead = np.inf, 0.0, -1
-        for tr in tracks:
-            if tr.speed_mps[k] <= 0:
-                continue
-            if min(abs(tr.d_m[k] - ld) for ld in lanes_d) > 0.6 * w:
-                continue
-            g = tr.s_m[k] - 0.5 * tr.length_m - (s + ego_len_front)
-            if -tr.length_m < g < gap and tr.s_m[k] > s:
-                gap, dv, lead = max(g, 0.1), v - tr.speed_mps[k], tr.track_id
-        stop_dist = np.nan
-        if stop_state in ("none", "stopping", "waiting"):
-            stop_dist = stop_lines[0] - (s + ego_len_front)
-            if stop_state == "none" and stop_dist < v * v / (2 * 1.2) + 25:
-                stop_state = "stopping"
-            if stop_state == "stopping" and v < 0.05 and stop_dist < 6.0:
-                stop_state, wait_until = "waiting", tk + float(rng.uniform(1.5, 3.0))
-            if stop_state == "waiting" and tk >= wait_until:
-                stop_state = "go"
-            if stop_state in ("stopping", "waiting") and stop_dist + 1.0 < gap:
-                gap, dv, lead = max(stop_dist + 1.0, 0.1), v, -1
-        elif stop_state == "go" and v > min(0.85 * v_target, GO_DONE_MPS):
-            stop_state = "done"  # pulled away: from here on it is ordinary speeding up
-
-        # lateral decisions
-        if change is None:
-            if scenario in ("lane_change_left", "lane_change_right") and tk >= planned_change_t and planned_change_t >= 0:
-                step = 1 if scenario == "lane_change_left" else -1
-                target = int(np.clip(round(d / w) + step, 0, road.n_lanes - 1))
-                intent_name = scenario.replace("lane_change", "change_lane")
-                change = _LaneChange(tk, float(rng.uniform(3.5, 5.0)), d, road.lane_center_d(target), intent_name)
-                planned_change_t = -1.0
-            elif scenario == "overtake_left" and overtake_state == "none" and lead > 0 and gap < max(25.0, 2.2 * v) and tk > 1.0:
-                change = _LaneChange(tk, 4.0, d, road.lane_center_d(1), "overtake_left")
-                overtake_state = "out"
-            elif scenario == "overtake_left" and overtake_state == "passing":
-                truck = tracks[0]
-                if s - ego_len_front - 12.0 > truck.s_m[k]:
-                    change = _LaneChange(tk, 4.0, d, road.lane_center_d(0), "overtake_left")
-                    overtake_state = "back"
-        d_nom = d if change is None else change.d_at(tk)[0]
-        if change is not None and tk >= change.t0_s + change.duration_s:
-            d_nom = change.d_to_m
-            change = None
-            if overtake_state == "out":
-                overtake_state = "passing"
-            elif overtake_state == "back":
-                overtake_state = "done"
-
-        # longitudinal: IDM with a first-order lag on acceleration (drivers do not step-change a)
-        a_cmd = _idm_accel(v, v_target, gap, dv)
-        if overtake_state in ("out", "passing") and lead == tracks[0].track_id:
-            a_cmd = max(a_cmd, 0.3)  # committed to the overtake: the truck is in the other lane
-        a_cmd = float(np.clip(a_cmd, -6.0, 2.5))
-        a += (a_cmd - a) * SIM_DT_S / 0.35
-        v_next = max(0.0, v + a * SIM_DT_S)
-        if v_next == 0.0:
-            a = min(a, 0.0) if v > 0 else 0.0
-        s += 0.5 * (v + v_next) * SIM_DT_S
-        v = v_next
-        d = d_nom
-
-        # intent, by priority: what a Commander would have said at this moment
-        if overtake_state in ("out", "passing", "back"):
-            intent[k] = "overtake_left"
-        elif change is not None:
-            intent[k] = change.intent
-        elif stop_state in ("stopping", "waiting"):
-            intent[k] = "stop"
-        elif stop_state == "go":
-            intent[k] = "go"
-        elif abs(float(road.curvature_at(s + 2.0 * v))) > 1 / 80 or abs(float(road.curvature_at(s))) > 1 / 80:
-            intent[k] = "turn_left" if float(road.curvature_at(s + v)) + float(road.curvature_at(s)) > 0 else "turn_right"
-        elif lead > 0 and gap < 2.5 * v + 12:
-            intent[k] = "follow_lead"
-        elif a > 0.4:
-            intent[k] = "speed_up"
-        elif a < -0.4:
-            intent[k] = "slow_down"
-        else:
-            intent[k] = "keep_lane"
-        out["s"][k], out["d"][k], out["v"][k], out["a"][k] = s, d, v, a
-        out["gap"][k] = gap if lead != -1 or np.isfinite(gap) else np.nan
+    plan = replace(plan, lane_change_at_s=float(rng.uniform(3.0, max(3.5, seconds - 9.0))))
+    driver = Driver(road, tracks, plan, rng, s=0.0, d=road.lane_center_d(ego_lane), v=v0)
+    out = {k: np.zeros(grid.n) for k in ("s", "d", "v", "a", "gap", "stopd")}
+    intent = np.empty(grid.n, dtype=object)
+    lead_ids = np.full(grid.n, -1, dtype=np.int64)
+    for k in range(grid.n):
+        intent[k], lead, stop_dist = driver.step(k, float(grid.t_s[k]))
+        out["s"][k], out["d"][k], out["v"][k], out["a"][k] = driver.s, driver.d, driver.v, driver.a
+        out["gap"][k] = lead.gap_m if lead.track_id != -1 or np.isfinite(lead.gap_m) else np.nan
         out["stopd"][k] = stop_dist
-        lead_ids[k] = lead
+        lead_ids[k] = lead.track_id
 
     # lane-keeping sway: tiny, smooth, and zero-mean, so it never reads as a lane change
     d_arr = out["d"] + lat_amp * np.sin(2 * np.pi * out["s"] / lat_wave + lat_phase)
-    ego = _ego_cartesian(road, t_us, out["s"], d_arr, out["v"], out["a"])
-    ego_lane_arr = np.clip(np.round(d_arr / w), 0, road.n_lanes - 1).astype(np.int64)
+    ego = _ego_cartesian(road, grid.t_us, out["s"], d_arr, out["v"], out["a"])
+    ego_lane_arr = np.clip(np.round(d_arr / road.lane_width_m), 0, road.n_lanes - 1).astype(np.int64)
     gaps = np.where(np.isfinite(out["gap"]), out["gap"], np.nan)
     ego = EgoMotion(**{**ego, "lane": ego_lane_arr, "intent": intent.astype(str), "lead_track_id": lead_ids,
                        "lead_gap_m": gaps, "stop_line_dist_m": out["stopd"], "s_m": out["s"], "d_m": d_arr})
-    return _to_anchor(World(clip_seed, scenario, road, ego, tuple(tracks), v_des))
+    return _to_anchor(World(clip_seed, scenario, road, ego, tracks, v_des))
 
 
 def _ego_cartesian(

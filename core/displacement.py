@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-DT_S = 0.1
+from core.windows import DT_S, N_FUT
+
 HORIZONS_S = (1.0, 2.0, 3.0, 6.4)
 
 
@@ -37,7 +38,7 @@ def displacement_errors(pred_xy: np.ndarray, true_xy: np.ndarray,
     return out
 
 
-def constant_velocity_xy(v0_mps: np.ndarray, steps: int = 64, dt_s: float = DT_S) -> np.ndarray:
+def constant_velocity_xy(v0_mps: np.ndarray, steps: int = N_FUT, dt_s: float = DT_S) -> np.ndarray:
     """The constant-velocity baseline: straight ahead at the speed at t0. (B,) -> (B, steps, 2)."""
     t = dt_s * np.arange(1, steps + 1)
     v = np.asarray(v0_mps, dtype=np.float64)[:, None]
