@@ -12,6 +12,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@py=$$(scripts/find-python312.sh) && echo "using $$py" && "$$py" -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.lock
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
+	scripts/venv-hook.sh $(VENV)
 	@rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(STAMP)

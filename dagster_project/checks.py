@@ -12,10 +12,19 @@ import dagster as dg
 
 from dagster_project.partitions import chunks
 from dagster_project.resources import LakeResource
+from engines.stage import ChunkStage
+from labelers.build import LABELS_STAGE
 from lake import tables as T
 from lake.tables import Table
 from qa.suites import SUITES, Inputs
 from qa.validate import QAResult, validate
+from transforms.unicycle import TARGETS_STAGE
+
+
+def _stage_tables(stage: ChunkStage) -> tuple[Table, ...]:
+    # a chunk stage's checks are its tables' (the quarantine is checked once, on the last stage: shards)
+    return tuple(t for t in stage.tables if t is not T.QUARANTINE)
+
 
 # which asset writes which tables (the check hangs on the asset a user re-materializes to fix it)
 ASSET_TABLES: dict[str, tuple[Table, ...]] = {
@@ -23,8 +32,8 @@ ASSET_TABLES: dict[str, tuple[Table, ...]] = {
     "clip_index": (T.CLIPS,),
     "egomotion": (T.EGOMOTION,),
     "frames": (T.FRAMES,),
-    "unicycle_targets": (T.UNICYCLE_TARGETS,),
-    "commander_labels": (T.COMMANDER_LABELS,),
+    TARGETS_STAGE.name: _stage_tables(TARGETS_STAGE),
+    LABELS_STAGE.name: _stage_tables(LABELS_STAGE),
     "webdataset_shards": (T.SHARD_MANIFEST, T.QUARANTINE),
     "train_field_agent": (T.TRAINING_RUNS, T.TRAINING_METRICS),
     "navsim_eval": (T.EVAL_RUNS, T.EVAL_WINDOWS, T.EVAL_STATS),
@@ -75,3 +84,8 @@ with warnings.catch_warnings():
     # partitioned asset checks are "preview" in dagster 1.13; the pinned release is tested with them
     warnings.simplefilter("ignore", dg.PreviewWarning)
     qa_checks = [_qa_check(asset, table) for asset, tables in ASSET_TABLES.items() for table in tables]
+
+
+def qa_checks_for(asset: str) -> list[dg.AssetChecksDefinition]:
+    """The data-QA checks that hang on `asset`."""
+    return [c for c in qa_checks if all(k.asset_key == dg.AssetKey(asset) for k in c.check_keys)]

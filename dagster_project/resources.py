@@ -6,8 +6,10 @@ from functools import cache
 import dagster as dg
 import pyarrow as pa
 
+from dagster_project.config import derived_config, to_dataclass
 from engines import Engine, make_engine
 from flywheel.settings import Settings
+from labelers.registry import DEFAULT_LABELER
 from lake import io
 from lake.tables import Table
 from transforms.source import Source
@@ -24,10 +26,9 @@ class LakeResource(dg.ConfigurableResource):
         return io.read(self.root, table, chunk=chunk, where=where, columns=columns)
 
     def overwrite_partition(self, table: Table, data: pa.Table, *, chunk: str | None = None,
-                            extra: dict[str, str] | None = None, engine: Engine | None = None) -> int:
-        """Replace one partition; committed by `engine` (delta-spark on a Spark cluster), else delta-rs."""
-        if engine is not None:
-            return engine.overwrite_partition(self.root, table, data, chunk=chunk, extra=extra)
+                            extra: dict[str, str] | None = None) -> int:
+        """Replace one partition through delta-rs. The chunk stages commit through their engine
+        instead (engines/stage.py), which may be delta-spark on a cluster."""
         return io.overwrite_partition(self.root, table, data, chunk=chunk, extra=extra)
 
 
@@ -55,6 +56,11 @@ def shared_engine(kind: str, master: str, delta: str, parts_per_core: int) -> En
     return make_engine(kind)
 
 
+# the twin's size knobs, as transforms/twin/writer.py declares them (the rest follows from the labelers)
+TwinKnobs = derived_config(TwinConfig, name="TwinKnobs", doc="The offline twin's size (source kind twin).",
+                           exclude=("fps", "split", "other_cameras"))
+
+
 class PAISourceResource(dg.ConfigurableResource):
     """Where chunks come from: `twin` (offline default), `mirror` or `hub`."""
 
@@ -64,20 +70,14 @@ class PAISourceResource(dg.ConfigurableResource):
     hf_cache: str = ""
     hf_token: str | None = None  # give it as dg.EnvVar("HF_TOKEN"): the UI then shows the name only
     twin_dir: str = "./data/twin"
-    twin_chunks: int = 2
-    twin_clips: int = 8
-    twin_seed: int = 0
-    twin_width: int = 256
-    twin_height: int = 144
-    twin_seconds: float = 20.0
-    labelers: str = "kinematic"  # comma-separated: the labelers chunks are fetched for (their features)
+    twin: TwinKnobs = TwinKnobs()  # type: ignore[valid-type]
+    labelers: str = DEFAULT_LABELER  # comma-separated: the labelers chunks are fetched for (their features)
 
     def settings(self) -> Settings:
         return Settings(
             source=self.kind, mirror_dir=self.mirror_dir, hf_revision=self.hf_revision,  # type: ignore[arg-type]
             hf_cache=self.hf_cache, hf_token=self.hf_token or "", twin_dir=self.twin_dir,
-            twin=TwinConfig(chunks=self.twin_chunks, clips_per_chunk=self.twin_clips, seed=self.twin_seed,
-                            width=self.twin_width, height=self.twin_height, seconds=self.twin_seconds),
+            twin=to_dataclass(self.twin, TwinConfig),
             labelers=tuple(n.strip() for n in self.labelers.split(",") if n.strip()))
 
     def source(self) -> Source:
@@ -96,7 +96,5 @@ def resources_from_env(*, engine: str = "embedded") -> dict[str, dg.Configurable
         "source": PAISourceResource(
             kind=s.source, mirror_dir=s.mirror_dir, hf_revision=s.hf_revision, hf_cache=s.hf_cache,
             hf_token=dg.EnvVar("HF_TOKEN") if os.environ.get("HF_TOKEN") else None, twin_dir=s.twin_dir,
-            twin_chunks=s.twin.chunks, twin_clips=s.twin.clips_per_chunk, twin_seed=s.twin.seed,
-            twin_width=s.twin.width, twin_height=s.twin.height, twin_seconds=s.twin.seconds,
-            labelers=",".join(s.labelers)),
+            twin=TwinKnobs(**{k: getattr(s.twin, k) for k in TwinKnobs.model_fields}), labelers=",".join(s.labelers)),
     }

@@ -16,15 +16,17 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
 
-from engines import EmbeddedEngine, Input
+from core.config import knob
+from engines import EmbeddedEngine
+from engines.stage import StageJob, run_stage
 from evals.navsim_eval import EvalWindow, lake_windows
 from evals.scene import ClipScene
-from labelers.build import LabelPlan, labels_part
+from labelers.build import LABELS_STAGE, LabelPlan
 from labelers.kinematic import KinematicLabeler
 from lake import io
 from lake import tables as T
@@ -35,7 +37,7 @@ from transforms.shards import ShardConfig, export_chunk
 from transforms.source import TwinSource, chunk_manifest
 from transforms.twin.world import SCENARIOS
 from transforms.twin.writer import BENCHMARK_SEED, BENCHMARK_SPLIT, TwinConfig, write_twin
-from transforms.unicycle import WINDOW_QUARANTINE, TargetsPlan, UnicycleParams, targets_part
+from transforms.unicycle import TARGETS_STAGE, TargetsPlan, UnicycleParams
 
 BENCHMARK_DIR = "benchmark"  # its lake, under the training lake's root (its twin in <that>/twin)
 STAMP = "benchmark.json"
@@ -45,10 +47,10 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
-    clips_per_scenario: int = 6
-    width: int = 256
-    height: int = 144
-    seconds: float = 20.0
+    clips_per_scenario: int = knob(6, "the benchmark twin holds every scenario this many times (8 scenarios)")
+    width: int = knob(256, "frame and shard image width (px), as the training shards are exported")
+    height: int = knob(144, "frame and shard image height (px)")
+    seconds: float = knob(20.0, "clip length (s)")
 
     def __post_init__(self) -> None:
         if self.clips_per_scenario < 1:
@@ -131,22 +133,17 @@ def build_twin_lake(root: Path, twin_root: Path, twin: TwinConfig, shard_cfg: Sh
         io.overwrite_partition(lake, T.CHUNKS, bronze, chunk=key)
         plan = plan_index(files, chunk=key, known_clips={})
         ix = assemble_index(plan, eng.map_parts(index_part, plan, list(plan.clip_ids), {}, PART_OUTPUTS, root=lake))
-        io.overwrite_partition(lake, T.QUARANTINE, ix.quarantine_table(key), chunk=key, extra={"stage": INDEX_STAGE})
-        for table, data in ((T.CLIPS, ix.clips), (T.EGOMOTION, ix.egomotion), (T.FRAMES, ix.frames)):
-            io.overwrite_partition(lake, table, data, chunk=key)
+        eng.overwrite_partition(lake, T.QUARANTINE, ix.quarantine_table(key), chunk=key, extra={"stage": INDEX_STAGE})
+        for table, data in ((T.EGOMOTION, ix.egomotion), (T.FRAMES, ix.frames), (T.CLIPS, ix.clips)):
+            eng.overwrite_partition(lake, table, data, chunk=key)
         ok = sorted(r["clip_id"] for r in ix.clips.to_pylist() if r["status"] == "ok")
-        targets = eng.map_parts(targets_part, TargetsPlan(key, UnicycleParams()), ok,
-                                {"egomotion": Input(T.EGOMOTION, key), "clips": Input(T.CLIPS, key)},
-                                {"targets": T.UNICYCLE_TARGETS.schema, "quarantine": WINDOW_QUARANTINE},
-                                root=lake)["targets"]
-        io.overwrite_partition(lake, T.UNICYCLE_TARGETS, targets, chunk=key)
-        labeler = KinematicLabeler()
-        labels = eng.map_parts(labels_part, LabelPlan(key, files, labeler, False), ok,
-                               {"targets": Input(T.UNICYCLE_TARGETS, key)},
-                               {"labels": T.COMMANDER_LABELS.schema, "flagged": WINDOW_QUARANTINE}, root=lake)["labels"]
-        io.overwrite_partition(lake, T.COMMANDER_LABELS, labels, chunk=key,
-                               extra={"labeler": labeler.name, "labeler_version": labeler.version})
-        out = export_chunk(files, chunk=key, cfg=shard_cfg, out_root=root / "shards", targets=targets, labels=labels,
+        targets = run_stage(eng, TARGETS_STAGE, StageJob(TargetsPlan(key, UnicycleParams()), ok), chunk=key,
+                            root=lake).outputs["targets"]
+        plan = LabelPlan(key, files, KinematicLabeler(), False)
+        labels = run_stage(eng, LABELS_STAGE, StageJob(plan, ok, extra=plan.job_keys()), chunk=key,
+                           root=lake).outputs["labels"]
+        cfg = replace(shard_cfg, **plan.label_set)
+        out = export_chunk(files, chunk=key, cfg=cfg, out_root=root / "shards", targets=targets, labels=labels,
                            egomotion=io.read(lake, T.EGOMOTION, chunk=key),
                            file_sha256=dict(zip(bronze.column("feature").to_pylist(),
                                                 bronze.column("sha256").to_pylist(), strict=True)),
@@ -164,7 +161,8 @@ def build_benchmark(lake_root: str | Path, twin_root: str | Path, cfg: Benchmark
                     shard_cfg: ShardConfig | None = None, log: Log = print) -> BenchmarkSet:
     """Build (or reuse) the benchmark lake under `lake_root` from a twin under `twin_root`."""
     root, twin_root = Path(lake_root), Path(twin_root)
-    shard_cfg = shard_cfg or ShardConfig(image_width=cfg.width, image_height=cfg.height)
+    shard_cfg = shard_cfg or ShardConfig(image_width=cfg.width, image_height=cfg.height,
+                                         labeler=KinematicLabeler.name, labeler_version=KinematicLabeler.version)
     want = {"benchmark": asdict(cfg), "shards": asdict(shard_cfg)}
     stamp = root / STAMP
     if stamp.exists():

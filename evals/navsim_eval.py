@@ -295,17 +295,19 @@ def lake_windows(root: str, splits: Sequence[str], *, labeler: str, labeler_vers
     return windows, scenes, poses, unmatched
 
 
-def eval_shards(manifest: pa.Table, shard_root: str, *, labeler: str, labeler_version: str,
+def eval_shards(manifest: pa.Table, shard_root: str, *, labeler: str = "", labeler_version: str = "",
                 splits: Sequence[str]) -> list[str]:
-    """Shard files of the given splits exported with this labeler; all must exist."""
+    """Shard files of the given splits exported with one label set (empty names: the one the shards
+    hold, transforms.label_sets.label_set); all must exist."""
     from pathlib import Path
 
-    rows = [r for r in manifest.to_pylist() if r["labeler"] == labeler and r["labeler_version"] == labeler_version
-            and r["split"] in splits]
-    if not rows:
-        have = sorted({(r["split"], r["labeler"], r["labeler_version"]) for r in manifest.to_pylist()})
-        raise ValueError(f"no {'/'.join(splits)} shards labelled by {labeler} {labeler_version} in the manifest "
-                         f"(it has {have or 'none'}): materialize webdataset_shards, or choose other splits")
+    from transforms.label_sets import label_set
+
+    held = [r for r in manifest.to_pylist() if r["split"] in splits]
+    labels = label_set(held, labeler=labeler, labeler_version=labeler_version,
+                       what=f"the {'/'.join(splits)} shards of {shard_root}",
+                       hint="materialize webdataset_shards, or choose other splits")
+    rows = [r for r in held if (r["labeler"], r["labeler_version"]) == labels]
     missing = [r["path"] for r in rows if not (Path(shard_root) / r["path"]).exists()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} shards in the manifest are missing under {shard_root}, e.g. "

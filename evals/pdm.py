@@ -1,4 +1,4 @@
-"""NAVSIM's aggregate scores and trajectory format (docs/navsim.md), as plain functions.
+"""NAVSIM's aggregate scores and trajectory format (docs/references.md, *NAVSIM*), as plain functions.
 
 PDMS (v1) = NC · DAC · (5·TTC + 5·EP + 2·C) / 12
 EPDMS (v2, one stage) = NC · DAC · DDC · TLC · (5·EP + 5·TTC + 2·LK + 2·HC + 2·EC) / 16, and where a

@@ -1,6 +1,6 @@
 """NAVSIM's PDM sub-scores (NC, DAC, DDC, TLC, TTC, EP, LK) for trajectories driven in a twin scene.
 
-The rules follow NAVSIM's `PDMScorer` (docs/navsim.md) over its 4 s horizon at 10 Hz, with the
+The rules follow NAVSIM's `PDMScorer` (docs/references.md, *NAVSIM*) over its 4 s horizon at 10 Hz, with the
 twin standing in for the nuPlan map and the logged agents:
 - drivable area = the road between its edges; lanes = the twin's lane strips; oncoming traffic =
   the ego's box centre beyond the divider;

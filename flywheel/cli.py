@@ -1,13 +1,15 @@
 """`flywheel`: the project's command line.
 
-  flywheel twin --out DIR [--chunks N --clips M --seed S --width W --height H --seconds T]
+  flywheel twin --out DIR [--chunks N --clips M --seed S --width W --height H --seconds T ...]
                 [--hf-cache DIR --revision SHA]     write an offline PAI twin (optionally as an HF cache)
   flywheel discover                                 register the source's chunks as Dagster partitions
   flywheel materialize --select A,B [--partition chunk_0000|all]
                                                     run `dagster asset materialize` per partition
-  flywheel train [--profile tiny|full --steps N --batch-size B --lr LR --freeze-backbone
-                 --train-expert-only --lora-rank R --traj-loss-weight W --seed S --restart ...]
+  flywheel train [--profile tiny|full --steps N --batch-size B --lr LR --labeler L --restart ...]
                                                     materialize train_field_agent with that config
+                                                    (a flag per field of trainers/config.py)
+  flywheel eval [--run-id R --splits S.. --max-windows N ...]
+                                                    materialize navsim_eval (evals/config.py), print its scores
   flywheel tables                                   row counts of the lake's tables
   flywheel demo                                     discover + materialize the graph + print the tables
 """
@@ -22,7 +24,11 @@ import sys
 import time
 from pathlib import Path
 
+from core.config import Knob, build, knobs
+from evals.config import EvalConfig
 from flywheel.settings import Settings
+from trainers.config import TrainConfig, TrainData
+from transforms.twin.writer import TwinConfig
 
 INGEST_ASSETS = "raw_chunks,clip_index,egomotion,frames"
 # the per-chunk part of the graph the main job runs, then the assets over all chunks
@@ -32,6 +38,32 @@ GLOBAL_ASSETS = "benchmark_set,train_field_agent,navsim_eval"
 # The demo's 12 training clips overfit long before the asset's 4800 steps (and those take ~8 min
 # here): it trains 1200, which keeps the whole job within ~10 minutes on 2 cores.
 DEMO_TRAIN = {"steps": 1200}
+
+
+def add_knobs(parser: argparse.ArgumentParser, *dcs: type, exclude: tuple[str, ...] = (),
+              aliases: dict[str, tuple[str, ...]] | None = None) -> None:
+    """One flag per field of the config dataclasses (core/config.py): --field-name, with the field's
+    help and default. A flag left out keeps the default (the asset's, for a run)."""
+    for dc in dcs:
+        for k in knobs(dc, exclude=tuple(e for e in exclude if e in dc.__dataclass_fields__)):
+            kw: dict = {"dest": k.name, "default": None,
+                        "help": f"{k.help} (default: {_shown(k)})"}
+            if k.scalar is bool:
+                kw["action"] = argparse.BooleanOptionalAction
+            else:
+                kw |= {"type": k.scalar} | ({"choices": k.choices} if k.choices else {}) | ({"nargs": "+"} if k.many else {})
+            parser.add_argument(f"--{k.name.replace('_', '-')}", *(aliases or {}).get(k.name, ()), **kw)
+
+
+def _shown(k: Knob) -> str:
+    if k.many:
+        return " ".join(map(str, k.default))
+    return '""' if k.default == "" else str(k.default)
+
+
+def knob_values(args: argparse.Namespace, *dcs: type) -> dict:
+    """The config fields given on the command line (lists for tuple fields)."""
+    return {k.name: getattr(args, k.name) for dc in dcs for k in knobs(dc) if getattr(args, k.name, None) is not None}
 
 
 def _instance():  # noqa: ANN202 (DagsterInstance; dagster is imported lazily to keep `twin` fast)
@@ -47,10 +79,9 @@ def _instance():  # noqa: ANN202 (DagsterInstance; dagster is imported lazily to
 
 def cmd_twin(args: argparse.Namespace) -> int:
     from transforms.source import write_hf_cache
-    from transforms.twin.writer import TwinConfig, write_twin
+    from transforms.twin.writer import write_twin
 
-    cfg = TwinConfig(chunks=args.chunks, clips_per_chunk=args.clips, seed=args.seed, width=args.width,
-                     height=args.height, seconds=args.seconds)
+    cfg = build(TwinConfig, knob_values(args, TwinConfig))
     t = time.perf_counter()
     root = write_twin(Path(args.out), cfg, overwrite=args.overwrite)
     print(f"twin: {cfg.chunks} chunks x {cfg.clips_per_chunk} clips ({cfg.width}x{cfg.height}, {cfg.seconds:g} s) "
@@ -221,26 +252,17 @@ def print_eval_summary(lake: str) -> None:
     print(score_table_md(rows))
 
 
-TRAIN_FLAGS = ("profile", "steps", "batch_size", "lr", "freeze_backbone", "train_expert_only", "lora_rank",
-               "traj_loss_weight", "action_mode", "action_norm", "val_every", "checkpoint_every", "seed", "device", "base",
-               "base_revision", "labeler", "labeler_version", "restart")
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     """train_field_agent through Dagster with the flags as run config (unset flags: the asset's defaults)."""
-    cfg = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
+    cfg = knob_values(args, TrainConfig, TrainData)
     materialize("train_field_agent", [""], {"ops": {"train_field_agent": {"config": cfg}}} if cfg else None, echo=True)
     print_training_summary(Settings.from_env().lake)
     return 0
 
 
-EVAL_FLAGS = ("run_id", "splits", "max_windows", "wrong_command", "seed", "noise_scale", "device", "labeler",
-              "labeler_version")
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     """navsim_eval through Dagster with the flags as run config, then its score table."""
-    cfg = {k: getattr(args, k) for k in EVAL_FLAGS if getattr(args, k) is not None}
+    cfg = knob_values(args, EvalConfig)
     materialize("navsim_eval", [""], {"ops": {"navsim_eval": {"config": cfg}}} if cfg else None)
     print_eval_summary(Settings.from_env().lake)
     return 0
@@ -251,12 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     tw = sub.add_parser("twin", help="write an offline twin of PAI")
     tw.add_argument("--out", required=True)
-    tw.add_argument("--chunks", type=int, default=2)
-    tw.add_argument("--clips", type=int, default=8, help="clips per chunk (real PAI: up to 100)")
-    tw.add_argument("--seed", type=int, default=0)
-    tw.add_argument("--width", type=int, default=256, help="real PAI: 1920")
-    tw.add_argument("--height", type=int, default=144, help="real PAI: 1080")
-    tw.add_argument("--seconds", type=float, default=20.0)
+    add_knobs(tw, TwinConfig, exclude=("split", "other_cameras"), aliases={"clips_per_chunk": ("--clips",)})
     tw.add_argument("--hf-cache", default="", help="also lay the twin out as a Hugging Face cache here")
     tw.add_argument("--revision", default="0" * 40, help="commit sha for --hf-cache")
     tw.add_argument("--overwrite", action="store_true", help="replace a twin written with another config")
@@ -267,40 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     ma.add_argument("--partition", nargs="*", default=[], help="keys, or 'all' registered chunk partitions")
     ma.set_defaults(func=cmd_materialize)
     tr = sub.add_parser("train", help="train the field agent (materialize train_field_agent)")
-    tr.add_argument("--profile", choices=["auto", "tiny", "full"])
-    tr.add_argument("--steps", type=int)
-    tr.add_argument("--batch-size", type=int)
-    tr.add_argument("--lr", type=float)
-    tr.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction, help="freeze the vision encoder")
-    tr.add_argument("--train-expert-only", action=argparse.BooleanOptionalAction,
-                    help="freeze the whole VLM; train the action expert and projections")
-    tr.add_argument("--lora-rank", type=int, help="peft LoRA rank on the VLM text attention (0: off)")
-    tr.add_argument("--traj-loss-weight", type=float, help="weight of the trajectory-space (ADE) loss term")
-    tr.add_argument("--action-mode", choices=["residual", "absolute"],
-                    help="the policy learns (a, κ) as their change from t0 (default) or as they are")
-    tr.add_argument("--action-norm", choices=["mean_std", "zero_mean"],
-                    help="LeRobot's mean/std of the actions, or zero_mean: a zero (residual) action stays zero")
-    tr.add_argument("--val-every", type=int)
-    tr.add_argument("--checkpoint-every", type=int)
-    tr.add_argument("--seed", type=int)
-    tr.add_argument("--device")
-    tr.add_argument("--base", help="full profile: SmolVLA checkpoint (hub id or local directory)")
-    tr.add_argument("--base-revision", help="full profile: hub commit to pin")
-    tr.add_argument("--labeler")
-    tr.add_argument("--labeler-version")
-    tr.add_argument("--restart", action="store_true", default=None, help="train again even if already trained")
+    add_knobs(tr, TrainConfig, TrainData)
     tr.set_defaults(func=cmd_train)
     ev = sub.add_parser("eval", help="score a trained run NAVSIM-style against baselines (materialize navsim_eval)")
-    ev.add_argument("--run-id", help="a run in eval.training_runs (default: the latest)")
-    ev.add_argument("--splits", nargs="+", help="held-out splits to score (default: val test)")
-    ev.add_argument("--max-windows", type=int, help="score at most this many windows (0: all)")
-    ev.add_argument("--wrong-command", action=argparse.BooleanOptionalAction,
-                    help="also score the agent given another window's command (default: on)")
-    ev.add_argument("--seed", type=int)
-    ev.add_argument("--noise-scale", type=float, help="the agent's sampling noise (default 0: its deterministic plan)")
-    ev.add_argument("--device")
-    ev.add_argument("--labeler")
-    ev.add_argument("--labeler-version")
+    add_knobs(ev, EvalConfig)
     ev.set_defaults(func=cmd_eval)
     sub.add_parser("tables", help="row counts of the lake tables").set_defaults(func=cmd_tables)
     sub.add_parser("demo", help="run the main job on the configured source").set_defaults(func=cmd_demo)

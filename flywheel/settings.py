@@ -9,7 +9,7 @@
 | FLYWHEEL_HF_CACHE | huggingface_hub's default | HF cache directory for the hub source |
 | HF_TOKEN | | hub token; never logged, never written to metadata or files |
 | FLYWHEEL_TWIN_DIR | ./data/twin | where the twin writes its dataset |
-| FLYWHEEL_TWIN_CHUNKS / _CLIPS / _SEED / _WIDTH / _HEIGHT / _SECONDS | 2 / 8 / 0 / 256 / 144 / 20 | twin size |
+| FLYWHEEL_TWIN_CHUNKS / _CLIPS / _SEED / _WIDTH / _HEIGHT / _SECONDS | TwinConfig's (transforms/twin/writer.py) | twin size |
 | FLYWHEEL_LABELERS | kinematic | labelers to fetch chunks for (comma list): their features are fetched, rendered by the twin |
 | FLYWHEEL_ENGINE | embedded | where index, fit, labels and shard encoding run: embedded or spark |
 | FLYWHEEL_SPARK_MASTER | local[2] | the Spark master (spark://host:7077, yarn, k8s://..., local[N]) |
@@ -27,13 +27,16 @@ from typing import Literal
 
 from engines import ENGINE_KINDS
 from engines.spark import DELTA_MODES
-from labelers.registry import LABELERS, features_for
+from labelers.registry import DEFAULT_LABELER, LABELERS, features_for
 from transforms import pai_layout as L
 from transforms.source import HubSource, Source, TwinSource, mirror_source
 from transforms.twin.writer import TwinConfig
 
 SourceKind = Literal["twin", "mirror", "hub"]
 SOURCE_KINDS: tuple[SourceKind, ...] = ("twin", "mirror", "hub")
+# FLYWHEEL_TWIN_<VAR> sets TwinConfig.<field>; unset, the field keeps TwinConfig's default
+TWIN_VARS = {"CHUNKS": "chunks", "CLIPS": "clips_per_chunk", "SEED": "seed", "WIDTH": "width", "HEIGHT": "height",
+             "SECONDS": "seconds"}
 
 
 def _num[N: (int, float)](name: str, default: N, cast: type[N]) -> N:
@@ -57,7 +60,7 @@ class Settings:
     engine: str = "embedded"
     spark_master: str = "local[2]"
     spark_delta: str = "auto"
-    labelers: tuple[str, ...] = ("kinematic",)
+    labelers: tuple[str, ...] = (DEFAULT_LABELER,)
 
     def __post_init__(self) -> None:
         for name in self.labelers:
@@ -84,14 +87,12 @@ class Settings:
             hf_cache=e("FLYWHEEL_HF_CACHE", ""),
             hf_token=e("HF_TOKEN", ""),
             twin_dir=e("FLYWHEEL_TWIN_DIR") or "./data/twin",
-            twin=TwinConfig(
-                chunks=_num("FLYWHEEL_TWIN_CHUNKS", 2, int), clips_per_chunk=_num("FLYWHEEL_TWIN_CLIPS", 8, int),
-                seed=_num("FLYWHEEL_TWIN_SEED", 0, int), width=_num("FLYWHEEL_TWIN_WIDTH", 256, int),
-                height=_num("FLYWHEEL_TWIN_HEIGHT", 144, int), seconds=_num("FLYWHEEL_TWIN_SECONDS", 20.0, float)),
+            twin=TwinConfig(**{field: _num(f"FLYWHEEL_TWIN_{var}", getattr(TwinConfig, field), type(getattr(TwinConfig, field)))
+                               for var, field in TWIN_VARS.items()}),
             engine=(e("FLYWHEEL_ENGINE") or engine).strip().lower(),
             spark_master=e("FLYWHEEL_SPARK_MASTER") or "local[2]",
             spark_delta=(e("FLYWHEEL_SPARK_DELTA") or "auto").strip().lower(),
-            labelers=tuple(n.strip().lower() for n in (e("FLYWHEEL_LABELERS") or "kinematic").split(",") if n.strip()),
+            labelers=tuple(n.strip().lower() for n in (e("FLYWHEEL_LABELERS") or DEFAULT_LABELER).split(",") if n.strip()),
         )
 
     def features(self) -> tuple[str, ...]:

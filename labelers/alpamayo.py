@@ -1,7 +1,7 @@
 """The `alpamayo` labeler: NVIDIA Alpamayo-R1 writes a Chain-of-Causation (CoC) per window, which
 is distilled into a `Trace` and a Commander command.
 
-The inference path follows NVlabs/alpamayo (docs/pai-dataset-and-alpamayo.md §4): the model,
+The inference path follows NVlabs/alpamayo (docs/references.md, *Alpamayo-R1*): the model,
 its processor, the chat message with 4 cameras x 4 frames and the ego history, sampling with
 top_p 0.98 / temperature 0.6, and `extra["cot"]` / `extra["meta_action"]`. It needs the optional
 `alpamayo_r1` package, the 10B weights (gated, ~22 GB) and a CUDA GPU with >= 24 GB; where one is

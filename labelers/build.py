@@ -11,16 +11,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engines.stage import ChunkStage
 from labelers.base import Labeler, LabelFailure, WindowContext
 from labelers.scene import twin_scenes
 from labelers.trace import Trace, render_command
+from lake import tables as T
+from lake.tables import quarantine_rows, window_reason
 from transforms import pai_layout as L
 from transforms.frames import FrameDecodeError, decode_frames
 from transforms.source import ChunkFiles
 from transforms.twin.truth import load_twin_gt
-from transforms.unicycle import window_rows
 from transforms.windows import read_targets
 from transforms.zipread import MemberError, ZipMembers
+
+STAGE = "commander_labels"
 
 
 def window_contexts(targets: pa.Table, gt: dict[str, pd.DataFrame] | None) -> list[WindowContext]:
@@ -104,12 +108,25 @@ class LabelPlan:
     image: bool  # attach the front frame at t0 (registry.IMAGE_LABELERS)
     seed: int = 0
 
+    @property
+    def stage_key(self) -> str:
+        """The quarantine `stage` of this labeler version: each version keeps its own flagged windows."""
+        return f"{STAGE}:{self.labeler.name}:{self.labeler.version}"
+
+    @property
+    def label_set(self) -> dict[str, str]:
+        return {"labeler": self.labeler.name, "labeler_version": self.labeler.version}
+
+    def job_keys(self) -> dict[str, dict[str, str]]:
+        """The partition keys (beyond the chunk) its outputs replace: this version's rows only."""
+        return {"quarantine": {"stage": self.stage_key}, "labels": self.label_set}
+
 
 def labels_part(plan: LabelPlan, clip_ids: list[str], inputs: dict[str, pa.Table]) -> dict[str, pa.Table]:
     """Label the windows of some clips (an engine part function: see engines/__init__.py).
 
-    Input: their `unicycle_targets` rows. Output: `labels` rows and the `flagged` windows
-    (clip_id, t0_us, reason) that got no label. Each window is labeled on its own, so any split of
+    Input: their `unicycle_targets` rows. Output: `labels` rows and the `quarantine` rows of the
+    windows that got no label. Each window is labeled on its own, so any split of
     the clips gives the same rows.
     """
     targets = inputs["targets"].sort_by([("clip_id", "ascending"), ("t0_us", "ascending")])
@@ -118,4 +135,12 @@ def labels_part(plan: LabelPlan, clip_ids: list[str], inputs: dict[str, pa.Table
     if plan.image:
         contexts, no_image = attach_front_images(contexts, plan.files)
     out = label_windows(plan.labeler, contexts, chunk=plan.chunk, seed=plan.seed)
-    return {"labels": out.table, "flagged": window_rows([*out.failures, *no_image])}
+    who = f"{plan.labeler.name} {plan.labeler.version}"
+    flagged = [(c, "label_failed", f"{who} {window_reason(t, r)}") for c, t, r in [*out.failures, *no_image]]
+    return {"labels": out.table, "quarantine": quarantine_rows(plan.chunk, plan.stage_key, flagged)}
+
+
+# The stage: a trace and a command per window of the chunk's usable clips; windows a labeler could
+# not label are quarantined under its version (LabelPlan.job_keys).
+LABELS_STAGE = ChunkStage(STAGE, labels_part, reads={"targets": T.UNICYCLE_TARGETS},
+                          writes=(("quarantine", T.QUARANTINE), ("labels", T.COMMANDER_LABELS)))

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+from core.config import knob
 from labelers.base import Labeler, LabelerUnavailable
 from labelers.kinematic import KinematicLabeler
 from labelers.remote import Launch
@@ -13,11 +16,23 @@ from transforms.source import ChunkFiles
 
 PROJECT = Path(__file__).resolve().parents[1]  # the worker imports the project's modules from here
 LABELERS = ("kinematic", "vlm", "alpamayo", "standin")
+DEFAULT_LABELER = "kinematic"  # the one that needs nothing but the egomotion
 IMAGE_LABELERS = ("vlm",)  # need the front frame attached to each window
 # hold a model on this machine's accelerator: they label in the driver process on every engine
 MODEL_LABELERS = ("vlm", "alpamayo", "standin")
 # run in an environment of their own (labelers/envs/<name>.txt), through labelers.remote.EnvLabeler
 ENV_LABELERS = ("alpamayo", "standin")
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """What a labeling run is configured by: the one declaration of commander_labels' knobs."""
+
+    labeler: Literal[*LABELERS] = knob(DEFAULT_LABELER, "who labels the windows")
+    vlm_model_dir: str = knob("", "labeler=vlm: a local image-text-to-text model directory")
+    labeler_env: str = knob("", "alpamayo, standin: their environment (default .labeler-envs/<labeler> of the "
+                                "project, made by `make labeler-env NAME=<labeler>`)")
+    phrasing_seed: int = knob(0, "picks among each meta-action's phrasings of the command")
 
 
 def labeler_class(name: str) -> type[Labeler]:
@@ -72,3 +87,4 @@ def make_labeler(name: str, files: ChunkFiles, *, vlm_model_dir: str = "", env_d
                           dataset_root=files.path("features.csv").parent, workdir=work,
                           launch=launch or subprocess_launch(work, pythonpath=PROJECT))
     raise ValueError(f"unknown labeler {name!r}: choose one of {', '.join(LABELERS)}")
+

@@ -6,6 +6,7 @@ silently upgrade the Delta protocol to reader 3 / writer 7, which older delta-sp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -110,9 +111,21 @@ SHARD_MANIFEST = Table(
 
 QUARANTINE = Table(
     "quarantine", "qa",
+    # one schema for every stage's set-aside clips and windows; rows are built by `quarantine_rows`
     _s(_req("chunk", pa.string()), _req("clip_id", pa.string()), _req("stage", pa.string()),
        _req("kind", pa.string()), _req("reason", pa.string())),
 )
+
+
+def quarantine_rows(chunk: str, stage: str, rows: Sequence[tuple[str, str, str]]) -> pa.Table:
+    """`quarantine` rows of one chunk and stage from (clip_id, kind, reason) triples."""
+    return pa.table({"chunk": [chunk] * len(rows), "clip_id": [r[0] for r in rows], "stage": [stage] * len(rows),
+                     "kind": [r[1] for r in rows], "reason": [r[2] for r in rows]}, schema=QUARANTINE.schema)
+
+
+def window_reason(t0_us: int, reason: str) -> str:
+    """A window's quarantine reason: its t0 within the clip, then why."""
+    return f"t0={t0_us / 1e6:.1f} s: {reason}"
 
 TRAINING_METRICS = Table(
     "training_metrics", "eval",

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import signal
 import socket
+import subprocess
+import time
+import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -51,3 +57,47 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def serving(cmd: list[str], *, cwd: Path, env: dict[str, str], port: int, log_path: Path,
+            start_timeout_s: float = 240) -> Iterator[str]:
+    """Run a Dagster UI (`make ui`, `dg dev`, ...) in its own process group until it answers on
+    `port`; yield its URL; then stop the whole group (webserver, daemon, code servers) by SIGINT."""
+    log = log_path.open("w")
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout_s  # `dagster dev` answers in ~15-50 s on 2 cores
+        while True:
+            assert proc.poll() is None, f"{cmd} exited {proc.returncode}: {log_path.read_text()[-3000:]}"
+            try:
+                with urllib.request.urlopen(f"{url}/server_info", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"{cmd} did not answer in {start_timeout_s} s: {log_path.read_text()[-3000:]}"
+            time.sleep(1)
+        yield url
+    finally:
+        _stop_group(proc)
+        log.close()
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the children (webserver, daemon) finish shortly after dagster dev
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail(f"process group {proc.pid} still running 30 s after SIGINT")

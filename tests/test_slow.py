@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import subprocess
 import sys
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from lake import io
+from lake import tables as T
+from tests.conftest import free_port, serving
 from transforms import pai_layout as L
 from transforms.index import index_chunk
 from transforms.pai_reader import LocalPAIDataset
@@ -20,18 +27,33 @@ from transforms.twin.writer import TwinConfig, write_twin
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_main_job_runs_the_graph_from_a_fresh_dagster_home_and_the_agent_learns(tmp_path: Path) -> None:
-    """The README's main command with its defaults (2 chunks x 8 clips, 256x144, 20 s; tiny agent),
-    only the directories moved: every table fills, the benchmark set is built and scored, the
-    output leads with the agent against the strongest baseline (with intervals), the agent beats
-    constant velocity, and the NAVSIM-style score table is printed."""
-    home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")}
-    env.update(DAGSTER_HOME=str(home), FLYWHEEL_LAKE=str(tmp_path / "lake"), FLYWHEEL_TWIN_DIR=str(tmp_path / "twin"))
+@dataclass(frozen=True)
+class Demo:
+    root: Path
+    env: dict[str, str]
+    stdout: str
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    """The README's main command with its defaults, only the directories moved."""
+    tmp_path = tmp_path_factory.mktemp("demo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLYWHEEL_", "DAGSTER_"))}
+    env.update(DAGSTER_HOME=str(tmp_path / "home"), FLYWHEEL_LAKE=str(tmp_path / "lake"),
+               FLYWHEEL_TWIN_DIR=str(tmp_path / "twin"))
     proc = subprocess.run([sys.executable, "-m", "flywheel.cli", "demo"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return Demo(tmp_path, env, proc.stdout)
+
+
+@pytest.mark.slow
+def test_main_job_runs_the_graph_from_a_fresh_dagster_home_and_the_agent_learns(demo: Demo) -> None:
+    """The main job (2 chunks x 8 clips, 256x144, 20 s; tiny agent) from a fresh DAGSTER_HOME: every
+    table fills, the benchmark set is built and scored, the output leads with the agent against the
+    strongest baseline (with intervals), the agent beats constant velocity, and the NAVSIM-style
+    score table is printed."""
+    proc, tmp_path = demo, demo.root
     counts = dict(re.findall(r"^(\S+)\s+([\d,]+)$", proc.stdout, re.M))
     assert counts["silver.clips"] == "16" and int(counts["gold.unicycle_targets"].replace(",", "")) > 300, proc.stdout
     assert counts["eval.training_runs"] == "1", proc.stdout
@@ -54,6 +76,41 @@ def test_main_job_runs_the_graph_from_a_fresh_dagster_home_and_the_agent_learns(
     assert m and int(m[1]) == 8 * 2 + 5 and int(m[3]) == 0, proc.stdout[-3000:]
     report = (tmp_path / "lake" / "qa_reports" / "latest.html").read_text()
     assert "egomotion" in report and "eval_windows" in report and "FAILED" not in report
+
+
+def _in_venv(command: str, env: dict[str, str], timeout_s: float = 900) -> subprocess.CompletedProcess[str]:
+    """`command` as a user types it: in a shell with the repo's venv activated, from the repo root."""
+    activate = Path(sys.executable).parent / "activate"
+    return subprocess.run(["bash", "-c", f"source {shlex.quote(str(activate))} && {command}"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout_s)
+
+
+def _train_runs(root: Path) -> int:
+    return io.read(root / "lake", T.TRAINING_RUNS).num_rows
+
+
+@pytest.mark.slow
+def test_the_cards_commands_work_as_written(demo: Demo) -> None:
+    """`dagster asset materialize --select train_field_agent`, `dg launch --assets train_field_agent`
+    and `dg dev`, typed literally in the activated venv at the repo root, on the demo's lake and
+    instance: both launches finish the asset (the same config: the run it already holds), and
+    `dg dev` serves the code location with the whole graph."""
+    runs = _train_runs(demo.root)
+    for command in ("dagster asset materialize --select train_field_agent", "dg launch --assets train_field_agent"):
+        proc = _in_venv(command, demo.env)
+        assert proc.returncode == 0, f"{command}:\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}"
+        assert re.search(r"RUN_SUCCESS", proc.stdout + proc.stderr), (command, proc.stderr[-3000:])
+        assert "STEP_SUCCESS" in proc.stdout + proc.stderr and "train_field_agent" in proc.stderr + proc.stdout
+    assert _train_runs(demo.root) == runs  # the same config again: the finished run, not a new one
+    port = free_port()
+    activate = shlex.quote(str(Path(sys.executable).parent / "activate"))
+    with serving(["bash", "-c", f"source {activate} && exec dg dev -p {port} -h 127.0.0.1"], cwd=REPO, env=demo.env,
+                 port=port, log_path=demo.root / "dg-dev.log") as url:
+        query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
+        req = urllib.request.Request(f"{url}/graphql", data=query, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            keys = {"/".join(n["assetKey"]["path"]) for n in json.loads(r.read())["data"]["assetNodes"]}
+    assert {"raw_chunks", "train_field_agent", "navsim_eval"} <= keys, keys
 
 
 @pytest.mark.slow

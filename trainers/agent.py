@@ -8,7 +8,7 @@ Sampling is flow matching from noise: `seed` makes a call reproducible (the defa
 `seed=None` draws fresh noise; `noise_scale` scales that noise. The default, 0, starts every plan
 from the noise distribution's mean: one deterministic plan per observation. A random draw adds
 spread that a single plan is then scored on, not information: on the benchmark set it cost the
-shipped recipe 0.4 m of ADE@6.4 s (docs in README, *Training the field agent*).
+shipped recipe 0.4 m of ADE@6.4 s (docs/training.md).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import webdataset as wds
 from PIL import Image
 
 from transforms.ids import inside
+from transforms.label_sets import label_set
 from transforms.source import sha256_of
 
 
@@ -105,6 +106,7 @@ class ShardSet:
     data_version: str  # a hash of the chunks' dataset versions (each covers its export config and inputs)
     chunks: dict[str, str]  # chunk -> dataset version
     samples: dict[str, int]  # split -> samples
+    labels: tuple[str, str] = ("", "")  # (labeler, labeler_version) of every shard in the set
 
 
 def verify_shards(rows: list[dict[str, Any]], shard_root: str | Path, *, sha256: bool = True) -> None:
@@ -125,21 +127,21 @@ def verify_shards(rows: list[dict[str, Any]], shard_root: str | Path, *, sha256:
                              f"webdataset_shards for {r['chunk']}")
 
 
-def shards_from_manifest(manifest: pa.Table, shard_root: str | Path, *, labeler: str, labeler_version: str,
+def shards_from_manifest(manifest: pa.Table, shard_root: str | Path, *, labeler: str = "", labeler_version: str = "",
                          verify_sha256: bool = True) -> ShardSet:
-    """Train/val shard files of every chunk in the manifest exported with this labeler; each must be
-    there as the manifest describes it (size, sha256)."""
-    rows = [r for r in manifest.to_pylist() if r["labeler"] == labeler and r["labeler_version"] == labeler_version]
-    if not rows:
-        have = sorted({(r["labeler"], r["labeler_version"]) for r in manifest.to_pylist()})
-        raise ValueError(f"no shards labelled by {labeler} {labeler_version} in the manifest (it has {have or 'none'}): "
-                         "materialize webdataset_shards with that labeler first")
+    """Train/val shard files of every chunk in the manifest exported with one label set (`label_set`:
+    empty names take the labels the shards hold); each must be there as the manifest describes it
+    (size, sha256)."""
+    every = manifest.to_pylist()
+    labels = label_set(every, labeler=labeler, labeler_version=labeler_version, what="the shard manifest",
+                       hint="materialize webdataset_shards with those labels first")
+    rows = [r for r in every if (r["labeler"], r["labeler_version"]) == labels]
     verify_shards(rows, shard_root, sha256=verify_sha256)
     rows.sort(key=lambda r: r["path"])
     chunks = {r["chunk"]: r["dataset_version"] for r in rows}
     digest = hashlib.sha256(json.dumps(sorted(chunks.items())).encode()).hexdigest()[:16]
     urls = {s: [str(inside(shard_root, r["path"])) for r in rows if r["split"] == s] for s in ("train", "val")}
     if not urls["train"]:
-        raise ValueError(f"the manifest has no train shards for {labeler} {labeler_version}")
+        raise ValueError(f"the manifest has no train shards for {labels[0]} {labels[1]}")
     samples = {s: sum(r["samples"] for r in rows if r["split"] == s) for s in sorted({r["split"] for r in rows})}
-    return ShardSet(urls["train"], urls["val"], digest, chunks, samples)
+    return ShardSet(urls["train"], urls["val"], digest, chunks, samples, labels)

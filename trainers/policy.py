@@ -38,7 +38,7 @@ CHUNK = 64
 ProfileName = Literal["tiny", "full"]
 log = logging.getLogger(__name__)
 
-FULL_BASE = "lerobot/smolvla_base"
+
 # the VLM text model's attention projections (not the vision encoder's, not the action expert's)
 LORA_TARGETS = r".*\.vlm\.model\.text_model\.layers\.\d+\.self_attn\.(q_proj|v_proj)"
 # What a base checkpoint may lack without harm: the VLM's text head is tied to its token embeddings
@@ -179,7 +179,7 @@ class OptimizerPreset:
     min_lr_ratio: float
 
 
-# A random init learns fast and from scratch: measured on the twin (README, "What makes the agent learn").
+# A random init learns fast and from scratch: measured on the twin (docs/training.md, *What makes the agent learn*).
 TINY_PRESET = OptimizerPreset(lr=1e-3, warmup_steps=60, weight_decay=1e-4, grad_clip=1.0, min_lr_ratio=0.05)
 
 

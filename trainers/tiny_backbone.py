@@ -2,7 +2,7 @@
 
 SmolVLA (and any `transformers` image-text-to-text code) loads its backbone by name; with no hub
 access the name must be a local directory holding a SmolVLM config, a tokenizer and a processor
-config (docs/smolvla-offline.md). This writes one small enough for CPU tests and the offline main
+config (docs/references.md, *SmolVLA offline*). This writes one small enough for CPU tests and the offline main
 job: hidden 64, 4 text layers, 2 vision layers, 128 px images in 16 px patches, pixel-shuffle 2,
 a byte-level BPE trained on driving language. Weights, when written, are random (seeded).
 """

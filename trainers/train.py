@@ -11,7 +11,6 @@ and a resumed run continues exactly where the interrupted one stopped.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import shutil
@@ -21,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,13 +29,12 @@ from core.displacement import constant_velocity_xy, displacement_errors
 from core.stats import paired_difference, verdict_word
 from trainers import checkpoint as C
 from trainers.actions import ActionMode, from_model, rollout, to_model
+from trainers.config import TrainConfig
 from trainers.data import make_loader, state_action_samples
 from trainers.policy import (
-    FULL_BASE,
     PolicySpec,
     build_policy,
     dataset_stats,
-    optimizer_preset,
     param_counts,
     policy_config,
     processors,
@@ -47,83 +45,6 @@ from trainers.tiny_backbone import build_tiny_backbone
 from transforms.baselines import constant_controls
 
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    profile: Literal["auto", "tiny", "full"] = "auto"  # auto: full where CUDA is present, else tiny
-    # 4800 steps and the trajectory term at 1.0: on 104 training clips this beats constant (a, κ) on the
-    # benchmark set in ADE@6.4 s and EPDMS in ~10 min on one core (README, *What makes the agent learn*)
-    steps: int = 4800
-    batch_size: int = 16
-    # The optimiser and schedule: None takes the profile's preset (trainers.policy.optimizer_preset):
-    # tiny's own for a random init, SmolVLA's (lr 1e-4, warmup 1000, clip 10) for a pretrained base.
-    lr: float | None = None
-    warmup_steps: int | None = None
-    min_lr_ratio: float | None = None
-    weight_decay: float | None = None
-    grad_clip: float | None = None
-    ema_decay: float = 0.999  # validate and ship an exponential moving average of the weights; 0: off
-    freeze_backbone: bool | None = None  # None: the profile's default (trainers.policy.PolicySpec.for_profile)
-    train_expert_only: bool | None = None
-    lora_rank: int = 0
-    lora_alpha: int = 0
-    traj_loss_weight: float = 1.0  # weight of the ADE (m) of the one-step denoised chunk; 0: flow matching alone
-    flow_steps: int = 10
-    action_mode: Literal["residual", "absolute"] = "residual"  # trainers.actions.to_model
-    # zero_mean: "keep the controls of t0" is the noise mean a plan starts from (trainers.policy.dataset_stats);
-    # on the benchmark set it scored EPDMS +0.012 over LeRobot's mean/std, same ADE (one seed each)
-    action_norm: Literal["mean_std", "zero_mean"] = "zero_mean"
-    val_every: int = 600
-    val_max_samples: int = 512
-    checkpoint_every: int = 600
-    stats_samples: int = 4096
-    seed: int = 0
-    num_workers: int = -1  # -1: 0 on CPU (decoding is cheap next to a CPU step), 4 on GPU
-    shuffle_buffer: int = 500
-    threads: int = 0  # torch CPU threads; 0: one (steadier and faster on 2 busy cores than two)
-    device: str = "auto"
-    base: str = FULL_BASE  # full: the SmolVLA checkpoint to fine-tune (hub repo id or local directory)
-    base_revision: str = ""  # full: hub commit to pin
-    vlm: str = ""  # full: override the base's backbone reference (hub id or local directory)
-
-    def __post_init__(self) -> None:
-        bad = {k: getattr(self, k) for k in ("steps", "batch_size", "val_every", "checkpoint_every", "stats_samples",
-                                             "val_max_samples") if getattr(self, k) < 1}
-        if bad:
-            raise ValueError(f"TrainConfig: {bad} must be >= 1")
-        lr, floor, warm, clip, wd = self.lr, self.min_lr_ratio, self.warmup_steps, self.grad_clip, self.weight_decay
-        if (lr is not None and not lr > 0) or (floor is not None and not 0 <= floor <= 1) or \
-                (warm is not None and warm < 0) or (clip is not None and clip <= 0) or (wd is not None and wd < 0):
-            raise ValueError(f"TrainConfig: lr={lr} (> 0), min_lr_ratio={floor} (0..1), warmup_steps={warm} (>= 0), "
-                             f"grad_clip={clip} (> 0), weight_decay={wd} (>= 0); None takes the profile's preset")
-        if self.traj_loss_weight < 0:
-            raise ValueError(f"traj_loss_weight={self.traj_loss_weight}: must be >= 0")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay={self.ema_decay}: use 0 (off) or a decay in (0, 1) such as 0.999")
-
-    def resolved(self) -> TrainConfig:
-        """Concrete profile, device and workers for this machine."""
-        cuda = torch.cuda.is_available()
-        device = self.device if self.device != "auto" else ("cuda" if cuda else "cpu")
-        profile = self.profile if self.profile != "auto" else ("full" if device.startswith("cuda") else "tiny")
-        workers = self.num_workers if self.num_workers >= 0 else (4 if device.startswith("cuda") else 0)
-        preset = dataclasses.asdict(optimizer_preset(profile))  # type: ignore[arg-type]
-        chosen = {k: v if getattr(self, k) is None else getattr(self, k) for k, v in preset.items()}
-        return dataclasses.replace(self, profile=profile, device=device, num_workers=workers, **chosen)
-
-    def spec(self) -> PolicySpec:
-        assert self.profile != "auto", "call resolved() first"
-        return PolicySpec.for_profile(self.profile, freeze_backbone=self.freeze_backbone,
-                                      train_expert_only=self.train_expert_only, lora_rank=self.lora_rank,
-                                      lora_alpha=self.lora_alpha, flow_steps=self.flow_steps,
-                                      action_mode=self.action_mode)
-
-    def run_id(self, data_version: str) -> str:
-        """Same config + same data -> same run (so an interrupted run resumes); device-independent."""
-        doc = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("device", "num_workers", "threads")}
-        h = hashlib.sha256(json.dumps({"config": doc, "data": data_version}, sort_keys=True).encode())
-        return f"{self.profile}-{h.hexdigest()[:12]}"
 
 
 @dataclass
@@ -367,6 +288,78 @@ def train_step(st: Setup, pre: Any, raw: dict[str, Any], *, capture: _VelocityCa
     return loss.detach().item(), gnorm.item(), None if traj is None else traj.detach().item()
 
 
+def _finished_run(tc: TrainConfig, run_id: str, ckpt_dir: Path, state_dir: Path, log: Log) -> TrainResult | None:
+    """A run that already reached its steps, reported without building the policy (or loading a base)."""
+    if not ((state_dir / "progress.json").exists() and (ckpt_dir / "checkpoint.json").exists()):
+        return None
+    meta = C.read_meta(ckpt_dir)
+    if meta["step"] < tc.steps:
+        return None
+    metrics = json.loads((state_dir / "progress.json").read_text())["metrics"]
+    log(f"run {run_id} already finished at step {meta['step']}: {ckpt_dir} (restart=True trains it again)")
+    return _result(run_id, ckpt_dir, tc, meta["step"], True, metrics, meta["params"], 0.0, 0.0, 0.0)
+
+
+@dataclass
+class _Start:
+    """Where the loop begins: a fresh run, or the step an interrupted one saved."""
+
+    step: int
+    epoch: int
+    skip: int  # batches of `epoch` already consumed
+    metrics: list[dict[str, Any]]
+    stats: dict[str, Any]  # the normalisation statistics
+    ema: EMA | None
+
+
+def _resume_or_start(st: Setup, run_dir: Path, train_urls: list[str], run_id: str, log: Log) -> _Start:
+    tc, policy = st.tc, st.policy
+    ckpt_dir, state_dir = C.run_paths(run_dir)
+    if not ((state_dir / "progress.json").exists() and (ckpt_dir / "checkpoint.json").exists()):
+        states, actions = state_action_samples(train_urls, tc.stats_samples)
+        stats = dataset_stats(states, to_model(actions, states, st.spec.action_mode), tc.action_norm)
+        return _Start(0, 0, 0, [], stats, EMA(policy, tc.ema_decay) if tc.ema_decay else None)
+    meta = C.read_meta(ckpt_dir)
+    C.load_weights(policy, ckpt_dir, meta)
+    stats = C.load_stats(ckpt_dir)
+    ema = EMA(policy, tc.ema_decay) if tc.ema_decay else None  # the checkpoint holds the average
+    prog, live = C.load_train_state(state_dir, st.optimizer)
+    if live is not None:  # the resume state holds the live weights the run goes on from
+        C.load_live(policy, live)
+    if prog["step"] != meta["step"]:
+        raise RuntimeError(f"{run_dir}: resume state is at step {prog['step']} but the checkpoint at "
+                           f"{meta['step']} (interrupted while saving): rerun with restart=True")
+    log(f"resuming run {run_id} at step {prog['step']}/{tc.steps}")
+    return _Start(prog["step"], prog["epoch"], prog["next_batch"], prog["metrics"], stats, ema)
+
+
+def _saver(st: Setup, start: _Start, run_dir: Path, run_id: str,
+           data_version: str) -> Callable[[int, int, int, dict[str, float]], None]:
+    """save(step, next batch, epoch, last validation): a checkpoint generation and the resume state."""
+    tc, ema = st.tc, start.ema
+
+    def save(at_step: int, next_batch: int, ep: int, last_val: dict[str, float]) -> None:
+        extra = {"step": at_step, "run_id": run_id, "data_version": data_version,
+                 "train_config": dataclasses.asdict(tc), "metrics": last_val, "params": st.params}
+
+        def write(ckpt: Path, state: Path) -> None:
+            with ema.applied() if ema else nullcontext():
+                C.save_checkpoint(ckpt, policy=st.policy, cfg=st.cfg, spec=st.spec, stats=start.stats, base=st.base_ref,
+                                  image_hw=st.image_hw, backbone_dir=st.backbone_dir, extra=extra)
+            C.save_train_state(state, optimizer=st.optimizer, progress={
+                "step": at_step, "epoch": ep, "next_batch": next_batch, "metrics": start.metrics},
+                live=dict(ema.params) if ema else None)
+
+        C.save_generation(run_dir, at_step, write)
+
+    return save
+
+
+def _val_line(step: int, v: dict[str, float]) -> str:
+    return (f"val @ {step}: loss {v['val_loss']:.4f}, ADE@6.4s {v['ade_6p4s']:.3f} m (constant velocity "
+            f"{v['cv_ade_6p4s']:.3f} m, constant (a, κ) {v['ca_ade_6p4s']:.3f} m) on {int(v['windows'])} windows")
+
+
 def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_dir: str | Path, data_version: str,
           restart: bool = False, log: Log = print, progress_bar: bool | None = None) -> TrainResult:
     """Train (or resume, or report a finished) run of `tc` on these shards under runs_dir/<run_id>."""
@@ -380,99 +373,54 @@ def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_d
         torch.set_num_threads(tc.threads or 1)
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed)
-
     if stale := C.drop_stale_generations(run_dir):
         log(f"run {run_id}: removed checkpoint generations {stale} that an interrupted save left behind")
-    if (state_dir / "progress.json").exists() and (ckpt_dir / "checkpoint.json").exists():
-        meta = C.read_meta(ckpt_dir)
-        if meta["step"] >= tc.steps:  # finished before: report it without building the policy (or loading a base)
-            metrics = json.loads((state_dir / "progress.json").read_text())["metrics"]
-            log(f"run {run_id} already finished at step {meta['step']}: {ckpt_dir} (restart=True trains it again)")
-            return _result(run_id, ckpt_dir, tc, meta["step"], True, metrics, meta["params"], 0.0, 0.0, 0.0)
+    if done := _finished_run(tc, run_id, ckpt_dir, state_dir, log):
+        return done
 
     st = prepare(tc, train_urls, run_dir)
-    spec, cfg, policy, optimizer, params = st.spec, st.cfg, st.policy, st.optimizer, st.params
-    image_hw, base_ref, backbone_dir = st.image_hw, st.base_ref, st.backbone_dir
-
-    # --- resume or start ----------------------------------------------------------------------
-    step, epoch, skip, metrics, resumed_from = 0, 0, 0, [], 0
-    if (state_dir / "progress.json").exists() and (ckpt_dir / "checkpoint.json").exists():
-        meta = C.read_meta(ckpt_dir)
-        C.load_weights(policy, ckpt_dir, meta)
-        stats = C.load_stats(ckpt_dir)
-        ema = EMA(policy, tc.ema_decay) if tc.ema_decay else None  # the checkpoint holds the average
-        prog, live = C.load_train_state(state_dir, optimizer)
-        if live is not None:  # the resume state holds the live weights the run goes on from
-            C.load_live(policy, live)
-        if prog["step"] != meta["step"]:
-            raise RuntimeError(f"{run_dir}: resume state is at step {prog['step']} but the checkpoint at "
-                               f"{meta['step']} (interrupted while saving): rerun with restart=True")
-        step, epoch, skip, metrics = prog["step"], prog["epoch"], prog["next_batch"], prog["metrics"]
-        resumed_from = step
-        log(f"resuming run {run_id} at step {step}/{tc.steps}")
-    else:
-        states, actions = state_action_samples(train_urls, tc.stats_samples)
-        stats = dataset_stats(states, to_model(actions, states, spec.action_mode), tc.action_norm)
-        ema = EMA(policy, tc.ema_decay) if tc.ema_decay else None
-    pre, post = processors(cfg, stats)
+    start = _resume_or_start(st, run_dir, train_urls, run_id, log)
+    step, metrics, ema, spec, policy = start.step, start.metrics, start.ema, st.spec, st.policy
+    pre, post = processors(st.cfg, start.stats)
     val = load_val(val_urls, tc) if val_urls else []
-    action_stats = {k: v.to(tc.device) for k, v in stats["action"].items() if k in ("mean", "std")}
-    log(f"run {run_id}: {spec.profile} profile on {tc.device}, {params['trainable']:,} of {params['total']:,} "
-        f"parameters train (LoRA {params['lora']:,}); image {image_hw[1]}x{image_hw[0]}; "
+    action_stats = {k: v.to(tc.device) for k, v in start.stats["action"].items() if k in ("mean", "std")}
+    log(f"run {run_id}: {spec.profile} profile on {tc.device}, {st.params['trainable']:,} of {st.params['total']:,} "
+        f"parameters train (LoRA {st.params['lora']:,}); image {st.image_hw[1]}x{st.image_hw[0]}; "
         f"{len(train_urls)} train / {len(val_urls)} val shards; data {data_version}")
-
-    def save(at_step: int, next_batch: int, ep: int, last_val: dict[str, float]) -> None:
-        extra = {"step": at_step, "run_id": run_id, "data_version": data_version,
-                 "train_config": dataclasses.asdict(tc), "metrics": last_val, "params": params}
-        def write(ckpt: Path, state: Path) -> None:
-            with ema.applied() if ema else nullcontext():
-                C.save_checkpoint(ckpt, policy=policy, cfg=cfg, spec=spec, stats=stats, base=base_ref,
-                                  image_hw=image_hw, backbone_dir=backbone_dir, extra=extra)
-            C.save_train_state(state, optimizer=optimizer,
-                               progress={"step": at_step, "epoch": ep, "next_batch": next_batch, "metrics": metrics},
-                               live=dict(ema.params) if ema else None)
-
-        C.save_generation(run_dir, at_step, write)
+    save = _saver(st, start, run_dir, run_id, data_version)
 
     # --- the loop -----------------------------------------------------------------------------
     capture = _VelocityCapture(policy.model.action_out_proj) if tc.traj_loss_weight > 0 else None
     if tc.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    stream = batch_stream(train_urls, tc, epoch=epoch, skip=skip)
-    show_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
+    stream = batch_stream(train_urls, tc, epoch=start.epoch, skip=start.skip)
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=tc.steps, initial=step, disable=not show_bar, desc=run_id, unit="step")
+    bar = tqdm(total=tc.steps, initial=step, desc=run_id, unit="step",
+               disable=not (sys.stderr.isatty() if progress_bar is None else progress_bar))
     log_every = max(1, tc.steps // 20)
     t_start, samples, last_val = time.perf_counter(), 0, {}
     policy.train()
     while step < tc.steps:
         ep, i, raw = next(stream)
         lr = lr_at(step, tc)
-        for g in optimizer.param_groups:
+        for g in st.optimizer.param_groups:
             g["lr"] = lr
         loss_v, gnorm, traj = train_step(st, pre, raw, capture=capture, action_stats=action_stats)
-        n = len(raw["key"])
         if ema:
             ema.update(step)
-        step += 1
-        samples += n
+        step, samples = step + 1, samples + len(raw["key"])
         bar.update(1)
         wall = time.perf_counter() - t_start
-        row = {"loss": loss_v, "lr": lr, "grad_norm": gnorm}
-        if traj is not None:
-            row["traj_ade_m"] = traj
-        metrics += _rows(step, "train", row, wall)
+        metrics += _rows(step, "train", {"loss": loss_v, "lr": lr, "grad_norm": gnorm}
+                         | ({"traj_ade_m": traj} if traj is not None else {}), wall)
         if step % log_every == 0 or step == tc.steps:
-            log(f"step {step}/{tc.steps} loss {loss_v:.4f} lr {lr:.2e} grad {gnorm:.2f} "
-                f"{samples / wall:.1f} samples/s")
+            log(f"step {step}/{tc.steps} loss {loss_v:.4f} lr {lr:.2e} grad {gnorm:.2f} {samples / wall:.1f} samples/s")
         if val and (step % tc.val_every == 0 or step == tc.steps):
             with ema.applied() if ema else nullcontext():
-                last_val = validate(policy, pre, post, val, cfg, seed=tc.seed, device=tc.device, mode=spec.action_mode)
+                last_val = validate(policy, pre, post, val, st.cfg, seed=tc.seed, device=tc.device, mode=spec.action_mode)
             metrics += _rows(step, "val", last_val, time.perf_counter() - t_start)
-            log(f"val @ {step}: loss {last_val['val_loss']:.4f}, ADE@6.4s {last_val['ade_6p4s']:.3f} m "
-                f"(constant velocity {last_val['cv_ade_6p4s']:.3f} m, constant (a, κ) {last_val['ca_ade_6p4s']:.3f} m) "
-                f"on {int(last_val['windows'])} windows")
+            log(_val_line(step, last_val))
         if step % tc.checkpoint_every == 0 or step == tc.steps:
             save(step, i + 1, ep, last_val)
     bar.close()
@@ -480,7 +428,7 @@ def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_d
         capture.handle.remove()
     wall = time.perf_counter() - t_start
     peak = torch.cuda.max_memory_allocated() / 2**20 if tc.device.startswith("cuda") else _rss_peak_mb()
-    return _result(run_id, ckpt_dir, tc, resumed_from, False, metrics, params, wall, samples / max(wall, 1e-9), peak)
+    return _result(run_id, ckpt_dir, tc, start.step, False, metrics, st.params, wall, samples / max(wall, 1e-9), peak)
 
 
 def _tiny_hash(backbone_dir: Path) -> str:

@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path, PurePosixPath
 
-# PAI's clip ids are lowercase UUIDs (docs/pai-dataset-and-alpamayo.md §2); the twin writes UUID4s.
+# PAI's clip ids are lowercase UUIDs (docs/references.md, *PAI layout*); the twin writes UUID4s.
 CLIP_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 DATA_SPLITS = ("train", "val", "test")  # what PAI's clip_index assigns
 BENCHMARK_SPLIT = "benchmark"  # the held-out twin's only split (evals/benchmark.py)

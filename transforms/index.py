@@ -70,9 +70,7 @@ class ChunkIndex:
     split_source: str = "clip_index.parquet"
 
     def quarantine_table(self, chunk: str) -> pa.Table:
-        q = self.quarantine
-        return pa.table({"chunk": [chunk] * len(q), "clip_id": [r.clip_id for r in q], "stage": [STAGE] * len(q),
-                         "kind": [r.kind for r in q], "reason": [r.reason for r in q]}, schema=T.QUARANTINE.schema)
+        return T.quarantine_rows(chunk, STAGE, [(r.clip_id, r.kind, r.reason) for r in self.quarantine])
 
     def counts(self) -> dict[str, int]:
         status = Counter(self.clips.column("status").to_pylist())

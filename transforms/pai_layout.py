@@ -1,7 +1,7 @@
 """The on-disk layout of NVIDIA's PhysicalAI-Autonomous-Vehicles dataset (PAI).
 
 One place for the 36 features, their chunk paths and zip member templates, so the twin writer,
-the sources and the index all agree with `features.csv` (docs/pai-dataset-and-alpamayo.md §2).
+the sources and the index all agree with `features.csv` (docs/references.md, *PAI layout*).
 Readers resolve paths through `features.csv` of the dataset at hand; these constants are what the
 twin writes and what a reader falls back to when listing a mirror.
 """

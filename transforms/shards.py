@@ -39,13 +39,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
+from core.config import knob
 from lake.faults import crash_point
 from transforms import pai_layout as L
 from transforms.frames import FrameDecodeError, decode_frames
 from transforms.ids import UnsafePathError, check_sample_key, check_split, inside, relative_path_problem
 from transforms.pai_layout import chunk_id_of
 from transforms.source import ChunkFiles, sha256_of
-from transforms.unicycle import WINDOW_QUARANTINE, window_rows
 from transforms.windows import read_targets
 from transforms.zipread import MemberError, ZipMembers
 
@@ -55,14 +55,15 @@ DECODE_AHEAD = 2  # clips decoded ahead of the writer (results are consumed in o
 
 @dataclass(frozen=True)
 class ShardConfig:
-    image_width: int = 256
-    image_height: int = 144
-    jpeg_quality: int = 90
-    history_frames: int = 0  # extra frames before t0, 0.1 s apart (0..3)
-    max_count: int = 1000
-    max_bytes: int = 256 * 2**20
-    labeler: str = "kinematic"
-    labeler_version: str = "1.0"
+    image_width: int = knob(256, "sample image width (px); the camera frame is resized to it")
+    image_height: int = knob(144, "sample image height (px)")
+    jpeg_quality: int = knob(90, "JPEG quality of the sample images (1..100)")
+    history_frames: int = knob(0, "extra frames before t0, 0.1 s apart (0..3)")
+    max_count: int = knob(1000, "samples per shard (at most)")
+    max_bytes: int = knob(256 * 2**20, "bytes per shard (at most)")
+    labeler: str = knob("", "export the labels of this labeler; empty: the chunk's latest labels (its last "
+                            "commander_labels run)")
+    labeler_version: str = knob("", "... and this version of it; empty: the latest")
 
     def __post_init__(self) -> None:
         if not 0 <= self.history_frames <= 3:
@@ -326,7 +327,11 @@ def export_shards(files: ChunkFiles, windows: list[Window], out_root: Path, cfg:
         # resume: skip the completed prefix of this split's shards
         while (rec := done.get(shard_path(split, chunk, version, n))) is not None and (out_root / rec.path).is_file() and \
                 sha256_of(out_root / rec.path) == rec.sha256:
-            assert ws[pos].key == rec.first_key, f"resume mismatch at {rec.path}: {ws[pos].key} != {rec.first_key}"
+            if pos >= len(ws) or ws[pos].key != rec.first_key:  # data, not an invariant: checked under -O too
+                raise ValueError(
+                    f"{chunk}: cannot resume at {rec.path}: the manifest says it starts with {rec.first_key}, the "
+                    f"windows of this version give {ws[pos].key if pos < len(ws) else 'none'} there. The shards on "
+                    "disk do not match their manifest: delete that chunk's shards and materialize webdataset_shards again")
             pos += rec.samples
             result.shards.append(rec)
             result.skipped += 1
@@ -456,6 +461,9 @@ def export_chunk(files: ChunkFiles, *, chunk: str, cfg: ShardConfig, out_root: P
     Nothing is deleted here: the old generation stays until the caller has committed the new
     manifest and called `clean_shards`.
     """
+    if not (cfg.labeler and cfg.labeler_version):
+        raise ValueError(f"{chunk}: export with a resolved label set, got labeler={cfg.labeler!r}, "
+                         f"labeler_version={cfg.labeler_version!r} (transforms.label_sets.label_set names it)")
     if labels.num_rows == 0:
         raise ValueError(f"{chunk}: no commander_labels of {cfg.labeler} {cfg.labeler_version}; materialize "
                          "commander_labels with that labeler first, or set labeler/labeler_version to one that exists")
@@ -484,9 +492,12 @@ class ShardsPlan:
 
 
 SAMPLE_MEMBER = pa.struct([("name", pa.string()), ("data", pa.binary())])
+# the windows a part could not encode travel back to the driver as (clip_id, t0_us, reason); the
+# driver quarantines them with the rest of the export's (lake.tables.quarantine_rows)
+SKIPPED_WINDOWS = pa.schema([("clip_id", pa.string()), ("t0_us", pa.int64()), ("reason", pa.string())])
 SHARD_PART_OUTPUTS = {
     "samples": pa.schema([("key", pa.string()), ("members", pa.list_(SAMPLE_MEMBER))]),
-    "quarantined": WINDOW_QUARANTINE,
+    "skipped": SKIPPED_WINDOWS,
     "stats": pa.schema([("frames_decoded", pa.int64())]),
 }
 
@@ -506,7 +517,8 @@ def shards_part(plan: ShardsPlan, clip_ids: list[str], inputs: dict[str, pa.Tabl
             keys.append(w.key)
             members.append([{"name": n, "data": d} for n, d in m])
     return {"samples": pa.table({"key": keys, "members": members}, schema=SHARD_PART_OUTPUTS["samples"]),
-            "quarantined": window_rows(result.quarantined),
+            "skipped": pa.table({"clip_id": [q[0] for q in result.quarantined], "t0_us": [q[1] for q in result.quarantined],
+                                 "reason": [q[2] for q in result.quarantined]}, schema=SKIPPED_WINDOWS),
             "stats": pa.table({"frames_decoded": [result.frames_decoded]}, schema=SHARD_PART_OUTPUTS["stats"])}
 
 
@@ -520,7 +532,7 @@ def parted_encoder(map_parts: Callable[[ShardsPlan, list[str]], dict[str, pa.Tab
         out = map_parts(ShardsPlan(chunk, files, cfg, frozenset(w.key for w in ws)), sorted({w.clip_id for w in ws}))
         samples = dict(zip(out["samples"].column("key").to_pylist(), out["samples"].column("members").to_pylist(),
                            strict=True))
-        why = {(r["clip_id"], r["t0_us"]): r["reason"] for r in out["quarantined"].to_pylist()}
+        why = {(r["clip_id"], r["t0_us"]): r["reason"] for r in out["skipped"].to_pylist()}
         result.frames_decoded += sum(out["stats"].column("frames_decoded").to_pylist())
         for w in ws:
             m = samples.get(w.key)

@@ -4,7 +4,7 @@ A window is (clip_id, t0): the ego frame at t0 (x forward, y left), 16 history p
 (t0 - 1.5 ... t0 s) and 64 future poses (t0 + 0.1 ... t0 + 6.4 s). Its targets are 64
 (acceleration, curvature) pairs whose unicycle integration reproduces the future.
 
-The fit follows docs/pai-dataset-and-alpamayo.md §4 step by step (v0 from the history, smoothed
+The fit follows docs/references.md (*Alpamayo-R1*) step by step (v0 from the history, smoothed
 heading, speed, acceleration, curvature; each a Tikhonov least-squares problem solved through
 its normal equations with a Cholesky factorisation, the ridge ×10 on failure), for a whole batch
 of windows at once: the per-window matrices are stacked and factorised together.
@@ -21,6 +21,9 @@ import pyarrow.compute as pc
 from scipy.interpolate import CubicSpline
 
 from core.windows import DT_S, N_FUT, N_HIST
+from engines.stage import ChunkStage
+from lake import tables as T
+from lake.tables import quarantine_rows, window_reason
 from transforms.geometry import quat_to_matrix, slerp_quat, unwrap_from_zero
 
 
@@ -445,13 +448,7 @@ class TargetsPlan:
     step_s: float = 0.5
 
 
-WINDOW_QUARANTINE = pa.schema([("clip_id", pa.string()), ("t0_us", pa.int64()), ("reason", pa.string())])
-
-
-def window_rows(rows: list[tuple[str, int, str]] | tuple[tuple[str, int, str], ...]) -> pa.Table:
-    """(clip_id, t0_us, reason) of windows left out by a stage, as a part function's output table."""
-    return pa.table({"clip_id": [r[0] for r in rows], "t0_us": [r[1] for r in rows], "reason": [r[2] for r in rows]},
-                    schema=WINDOW_QUARANTINE)
+STAGE = "unicycle_targets"
 
 
 def targets_part(plan: TargetsPlan, clip_ids: list[str], inputs: dict[str, pa.Table]) -> dict[str, pa.Table]:
@@ -462,4 +459,10 @@ def targets_part(plan: TargetsPlan, clip_ids: list[str], inputs: dict[str, pa.Ta
     """
     out = targets_for_chunk(inputs["egomotion"], inputs["clips"], chunk=plan.chunk, params=plan.params,
                             step_s=plan.step_s)
-    return {"targets": out.table, "quarantine": window_rows(out.quarantine)}
+    unusable = [(c, "unusable_window", window_reason(t, r)) for c, t, r in out.quarantine]
+    return {"targets": out.table, "quarantine": quarantine_rows(plan.chunk, STAGE, unusable)}
+
+
+# The stage: windows fitted from the chunk's usable clips; the windows it cannot use are quarantined.
+TARGETS_STAGE = ChunkStage(STAGE, targets_part, reads={"egomotion": T.EGOMOTION, "clips": T.CLIPS},
+                           writes=(("quarantine", T.QUARANTINE), ("targets", T.UNICYCLE_TARGETS)))

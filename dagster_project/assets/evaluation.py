@@ -7,9 +7,9 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
 
 from dagster_project.assets._meta import png
+from dagster_project.config import derived_config, to_dataclass
 from dagster_project.partitions import POOL_ACCELERATOR, POOL_DECODE
 from dagster_project.resources import LakeResource
 from evals.benchmark import (
@@ -20,6 +20,7 @@ from evals.benchmark import (
     check_disjoint,
     held_out_windows,
 )
+from evals.config import EvalConfig
 from evals.navsim_eval import (
     LOGGED,
     EvalWindow,
@@ -32,21 +33,17 @@ from evals.navsim_eval import (
 from evals.scorecard import HEADLINE_METRICS, group_table_md, headline, headline_metadata, headline_split, statistics
 from lake import tables as T
 from transforms.plots import bev_png
-from transforms.twin.writer import BENCHMARK_SEED, BENCHMARK_SPLIT
+from transforms.twin.writer import BENCHMARK_SEED
 
-
-class BenchmarkSetConfig(dg.Config):
-    clips_per_scenario: int = 6  # the benchmark twin: every scenario this many times (8 scenarios)
-    seconds: float = 20.0
-    image_width: int = 256  # the frames and shards, as the training shards are exported
-    image_height: int = 144
+BenchmarkSetConfig = derived_config(
+    BenchmarkConfig, name="BenchmarkSetConfig", doc="The benchmark set: evals/benchmark.py declares every field.")
 
 
 @dg.asset(group_name="evaluation", kinds={"delta", "webdataset"}, pool=POOL_DECODE)
 def benchmark_set(context: dg.AssetExecutionContext, config: BenchmarkSetConfig,
                   lake: LakeResource) -> dg.MaterializeResult:
     """A held-out twin with its own seed (every scenario, never trained on) in a lake of its own, built once."""
-    cfg = BenchmarkConfig(config.clips_per_scenario, config.image_width, config.image_height, config.seconds)
+    cfg = to_dataclass(config, BenchmarkConfig)
     root = Path(lake.root) / BENCHMARK_DIR
     bench = build_benchmark(root, root / "twin", cfg, log=context.log.info)
     check_disjoint(set(lake.read(T.CLIPS, columns=["clip_id"]).column("clip_id").to_pylist()), benchmark_clip_ids(root))
@@ -55,18 +52,17 @@ def benchmark_set(context: dg.AssetExecutionContext, config: BenchmarkSetConfig,
         "clips_per_scenario": config.clips_per_scenario, "built": bench.built, "seed": BENCHMARK_SEED})
 
 
-class NavsimEvalConfig(dg.Config):
-    run_id: str = ""  # the training run to score; "" = the latest finished one in eval.training_runs
-    # held-out splits (train would flatter): the training chunks' val/test, and the benchmark set
-    splits: list[str] = Field(default_factory=lambda: ["val", "test", BENCHMARK_SPLIT])
-    max_windows: int = 0  # 0 = every window of those splits
-    wrong_command: bool = True  # also score the agent given another window's command
-    seed: int = 0  # the agent's sampling noise (with noise_scale > 0) and the wrong-command pairing
-    noise_scale: float = 0.0  # 0: the agent's deterministic plan (flow matching from the noise mean)
-    batch_size: int = 16
-    device: str = "auto"  # cuda where available, else cpu
-    labeler: str = "kinematic"  # the shards' labels: the commands the agent is given
-    labeler_version: str = "1.0"
+NavsimEvalConfig = derived_config(
+    EvalConfig, name="NavsimEvalConfig", doc="The evaluation: evals/config.py declares every field (EvalConfig).")
+
+
+def _run_labels(run: dict, cfg: EvalConfig) -> tuple[str, str]:
+    """The label set the agent is given commands from: the one named, else the one the run trained on
+    (older runs did not record it: then the one the shards hold)."""
+    if cfg.labeler or cfg.labeler_version:
+        return cfg.labeler, cfg.labeler_version
+    trained = json.loads(str(run.get("config") or "{}"))
+    return str(trained.get("labeler", "")), str(trained.get("labeler_version", ""))
 
 
 def _agent_fn(checkpoint: str, device: str, noise_scale: float, seed: int):  # noqa: ANN202 (a closure)
@@ -91,30 +87,33 @@ def _agent_fn(checkpoint: str, device: str, noise_scale: float, seed: int):  # n
 def navsim_eval(context: dg.AssetExecutionContext, config: NavsimEvalConfig, lake: LakeResource) -> dg.MaterializeResult:
     """The field agent against the strongest baseline (EPDMS, ADE@6.4 s, 95% intervals over clips) on the
     benchmark set and the held-out windows; PDMS/EPDMS sub-scores per window, tables per scenario."""
-    run = pick_run(lake.read(T.TRAINING_RUNS).to_pylist(), config.run_id)
+    cfg = to_dataclass(config, EvalConfig)
+    run = pick_run(lake.read(T.TRAINING_RUNS).to_pylist(), cfg.run_id)
+    labeler, labeler_version = _run_labels(run, cfg)
     try:
-        windows, scenes, poses, unmatched = held_out_windows(lake.root, config.splits, labeler=config.labeler,
-                                                             labeler_version=config.labeler_version,
-                                                             max_windows=config.max_windows)
-    except FileNotFoundError as exc:
+        windows, scenes, poses, unmatched = held_out_windows(lake.root, cfg.splits, labeler=labeler,
+                                                             labeler_version=labeler_version,
+                                                             max_windows=cfg.max_windows)
+    except (FileNotFoundError, ValueError) as exc:
         raise dg.Failure(str(exc)) from exc
     if unmatched:
         context.log.warning(f"{unmatched} shard samples have no unicycle_targets row (stale shards?) and were skipped")
     context.log.info(f"scoring run {run['run_id']} on {len(windows)} windows ({len(scenes)} clips with twin ground truth)")
-    act = _agent_fn(run["checkpoint"], config.device, config.noise_scale, config.seed)
-    rows, plans, wrong = evaluate(windows, act, scenes, poses, wrong_command=config.wrong_command, seed=config.seed,
-                                  batch=config.batch_size)
-    summaries = summarize(rows, config.splits)
+    act = _agent_fn(run["checkpoint"], cfg.device, cfg.noise_scale, cfg.seed)
+    rows, plans, wrong = evaluate(windows, act, scenes, poses, wrong_command=cfg.wrong_command, seed=cfg.seed,
+                                  batch=cfg.batch_size)
+    summaries = summarize(rows, cfg.splits)
     now = time.time_ns() // 1000
-    stats = statistics(rows, {c: s.scenario for c, s in scenes.items()}, config.splits, run_id=run["run_id"],
-                       finished_us=now, seed=config.seed)
-    cfg = json.dumps(config.model_dump(), sort_keys=True)
+    stats = statistics(rows, {c: s.scenario for c, s in scenes.items()}, cfg.splits, run_id=run["run_id"],
+                       finished_us=now, seed=cfg.seed)
+    recorded = json.dumps({**config.model_dump(), "labeler": labeler, "labeler_version": labeler_version},
+                          sort_keys=True)
     part = {"run_id": run["run_id"]}
     lake.overwrite_partition(T.EVAL_WINDOWS, pa.Table.from_pylist([{"run_id": run["run_id"], **r} for r in rows],
                                                                     schema=T.EVAL_WINDOWS.schema), extra=part)
     lake.overwrite_partition(T.EVAL_RUNS, pa.Table.from_pylist(
         [{"run_id": run["run_id"], "checkpoint": run["checkpoint"], "data_version": run["data_version"],
-          "config": cfg, "finished_us": now, **s} for s in summaries], schema=T.EVAL_RUNS.schema), extra=part)
+          "config": recorded, "finished_us": now, **s} for s in summaries], schema=T.EVAL_RUNS.schema), extra=part)
     lake.overwrite_partition(T.EVAL_STATS, pa.Table.from_pylist(stats, schema=T.EVAL_STATS.schema), extra=part)
     lines = headline(stats)
     split = headline_split(stats)
@@ -131,7 +130,7 @@ def navsim_eval(context: dg.AssetExecutionContext, config: NavsimEvalConfig, lak
         "windows": len(windows), "scored_windows": sum(r["epdms"] is not None for r in rows if r["policy"] == LOGGED),
         "wrong_command_windows": sum(c is not None for c in wrong),
         "scores": dg.MetadataValue.md(table),
-        **{f"scores_{sp}": dg.MetadataValue.md(score_table_md(summaries, sp)) for sp in config.splits
+        **{f"scores_{sp}": dg.MetadataValue.md(score_table_md(summaries, sp)) for sp in cfg.splits
            if any(s["split"] == sp for s in summaries)},
         **_plots(rows, plans, windows, scenes, poses)})
 

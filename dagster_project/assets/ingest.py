@@ -60,13 +60,13 @@ def chunk_index(context: dg.AssetExecutionContext, lake: LakeResource,  # noqa: 
     plan = plan_index(files, chunk=key, known_clips=known)
     ix = assemble_index(plan, eng.map_parts(index_part, plan, list(plan.clip_ids), {}, PART_OUTPUTS, root=lake.root))
     counts = ix.counts()
-    lake.overwrite_partition(T.QUARANTINE, ix.quarantine_table(key), chunk=key, extra={"stage": STAGE}, engine=eng)
+    eng.overwrite_partition(lake.root, T.QUARANTINE, ix.quarantine_table(key), chunk=key, extra={"stage": STAGE})
     # `clips` last: every later stage selects clips by their status there, so until that commit a
     # kill leaves the old index in force (the new pose rows of the same files are the same rows)
     versions = {}
     for table, data in ((T.EGOMOTION, ix.egomotion), (T.FRAMES, ix.frames), (T.CLIPS, ix.clips)):
         crash_point(f"index.before_{table.name}")
-        versions[table.name] = lake.overwrite_partition(table, data, chunk=key, engine=eng)
+        versions[table.name] = eng.overwrite_partition(lake.root, table, data, chunk=key)
     for asset, table, data in (("clip_index", T.CLIPS, ix.clips), ("egomotion", T.EGOMOTION, ix.egomotion),
                                ("frames", T.FRAMES, ix.frames)):
         version = versions[table.name]

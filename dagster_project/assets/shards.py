@@ -1,16 +1,19 @@
 """Gold: WebDataset shards of the training windows, and their manifest."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dagster_project.assets._meta import preview, quarantine_rows
+from dagster_project.assets._meta import latest_labels, preview
+from dagster_project.config import derived_config, to_dataclass
 from dagster_project.partitions import POOL_DECODE, chunks
 from dagster_project.resources import EngineResource, LakeResource
 from engines import Input
 from lake import tables as T
+from lake.tables import quarantine_rows, window_reason
 from transforms.pai_layout import chunk_id_of
 from transforms.shards import (
     SHARD_PART_OUTPUTS,
@@ -27,15 +30,8 @@ from transforms.source import chunk_files_from_manifest
 STAGE = "webdataset_shards"
 
 
-class ShardExportConfig(dg.Config):
-    image_width: int = 256
-    image_height: int = 144
-    jpeg_quality: int = 90
-    history_frames: int = 0  # 0..3 extra frames before t0, 0.1 s apart
-    max_count: int = 1000  # samples per shard
-    max_bytes: int = 256 * 2**20
-    labeler: str = "kinematic"  # which labels to export: a labeler ...
-    labeler_version: str = "1.0"  # ... and its version
+ShardExportConfig = derived_config(
+    ShardConfig, name="ShardExportConfig", doc="The shard export: transforms/shards.py declares every field (ShardConfig).")
 
 
 @dg.asset(partitions_def=chunks, group_name="shards", kinds={"delta", "webdataset"}, pool=POOL_DECODE,
@@ -44,7 +40,10 @@ def webdataset_shards(context: dg.AssetExecutionContext, config: ShardExportConf
                       lake: LakeResource, engine: EngineResource) -> dg.MaterializeResult:
     """Image + command + state + (a, κ) targets per window, in tar shards that stream at disk speed."""
     key = context.partition_key
-    cfg = ShardConfig(**config.model_dump())
+    cfg = to_dataclass(config, ShardConfig)
+    labels = latest_labels(context, lake, key, labeler=cfg.labeler, labeler_version=cfg.labeler_version)
+    cfg = replace(cfg, labeler=labels[0], labeler_version=labels[1])
+    context.log.info(f"{key}: exporting the {labels[0]} {labels[1]} labels")
     bronze = lake.read(T.CHUNKS, chunk=key)
     files = chunk_files_from_manifest(bronze, chunk_id_of(key))
     eng = engine.engine()
@@ -74,8 +73,8 @@ def webdataset_shards(context: dg.AssetExecutionContext, config: ShardExportConf
             previous=previous)
 
     def commit(rows: list[dict]) -> int:
-        return lake.overwrite_partition(T.SHARD_MANIFEST, pa.Table.from_pylist(rows, schema=T.SHARD_MANIFEST.schema),
-                                        chunk=key, engine=eng)
+        return eng.overwrite_partition(lake.root, T.SHARD_MANIFEST,
+                                       pa.Table.from_pylist(rows, schema=T.SHARD_MANIFEST.schema), chunk=key)
 
     pub = publish_chunk(out_root, key, previous=lambda: lake.read(T.SHARD_MANIFEST, chunk=key).to_pylist(),
                         export=export, commit=commit)
@@ -85,9 +84,8 @@ def webdataset_shards(context: dg.AssetExecutionContext, config: ShardExportConf
         context.log.info(f"{key}: removed {len(pub.removed)} shard files the manifest no longer lists (a "
                             f"killed export's, or the generation replaced), e.g. {pub.removed[0]}")
     if res.written or not res.skipped:  # a full resume decoded nothing new: keep its quarantine rows
-        q = [(c, "unusable_window", f"t0={t / 1e6:.1f} s: {r}") for c, t, r in res.quarantined]
-        lake.overwrite_partition(T.QUARANTINE, quarantine_rows(key, STAGE, q), chunk=key,
-                                extra={"stage": STAGE}, engine=eng)
+        q = [(c, "unusable_window", window_reason(t, r)) for c, t, r in res.quarantined]
+        eng.overwrite_partition(lake.root, T.QUARANTINE, quarantine_rows(key, STAGE, q), chunk=key, extra={"stage": STAGE})
     for c, t, r in res.quarantined:
         context.log.warning(f"{key}: window {c} t0={t / 1e6:.1f} s left out of the shards: {r}")
     by_split = {s: sum(r.samples for r in res.shards if r.split == s) for s in sorted({r.split for r in res.shards})}

@@ -1,5 +1,6 @@
 """The field agent: LeRobot SmolVLA fine-tuned on every chunk's shards, checkpoint + training metrics."""
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -10,38 +11,20 @@ import pyarrow as pa
 
 from core.stats import verdict_word
 from dagster_project.assets._meta import png
+from dagster_project.config import derived_config, to_dataclass
 from dagster_project.partitions import POOL_ACCELERATOR
 from dagster_project.resources import LakeResource
 from evals.benchmark import BENCHMARK_DIR, benchmark_clip_ids, check_disjoint
 from lake import tables as T
 from qa.report import blocking_failures
+from trainers.config import TrainConfig, TrainData
 from trainers.data import shards_from_manifest
-from trainers.train import BASELINE_PREFIX, TrainConfig, TrainResult, strongest_baseline, train, val_headline
+from trainers.train import BASELINE_PREFIX, TrainResult, strongest_baseline, train, val_headline
 from transforms.plots import curves_png
 
-
-class TrainFieldAgentConfig(dg.Config):
-    """The knobs an operator changes; each default is TrainConfig's (trainers/train.py), declared there once."""
-
-    profile: str = TrainConfig.profile  # tiny (CPU, offline), full (GPU, smolvla_base), auto: full where CUDA is
-    steps: int = TrainConfig.steps
-    batch_size: int = TrainConfig.batch_size
-    lr: float | None = TrainConfig.lr  # None: the profile's preset (tiny 1e-3; full: SmolVLA's 1e-4)
-    freeze_backbone: bool | None = TrainConfig.freeze_backbone  # None: the profile's default (tiny: False, full: True)
-    train_expert_only: bool | None = TrainConfig.train_expert_only
-    lora_rank: int = TrainConfig.lora_rank  # > 0: peft LoRA on the VLM text attention
-    traj_loss_weight: float = TrainConfig.traj_loss_weight  # + this x the ADE (m) of the one-step denoised chunk
-    action_mode: str = TrainConfig.action_mode  # the policy learns the change of (a, κ) from t0, or absolute (a, κ)
-    action_norm: str = TrainConfig.action_norm  # zero_mean: a zero action stays zero after normalisation
-    val_every: int = TrainConfig.val_every
-    checkpoint_every: int = TrainConfig.checkpoint_every
-    seed: int = TrainConfig.seed
-    device: str = TrainConfig.device
-    base: str = TrainConfig.base  # full profile: hub repo id or local snapshot directory
-    base_revision: str = TrainConfig.base_revision
-    labeler: str = "kinematic"  # which shards (by their labels) to train on
-    labeler_version: str = "1.0"
-    restart: bool = False  # train again even if this config and data already have a finished run
+TrainFieldAgentConfig = derived_config(
+    TrainConfig, TrainData, name="TrainFieldAgentConfig",
+    doc="The training run: trainers/config.py declares every field (TrainConfig, TrainData).")
 
 
 def _metadata(res: TrainResult, shards_samples: dict[str, int]) -> dict[str, object]:
@@ -91,9 +74,13 @@ def _metadata(res: TrainResult, shards_samples: dict[str, int]) -> dict[str, obj
 def train_field_agent(context: dg.AssetExecutionContext, config: TrainFieldAgentConfig,
                       lake: LakeResource) -> dg.MaterializeResult:
     """SmolVLA (LeRobot) trained on all chunks' shards to drive (a, κ) x 64 from image, command and state."""
+    tc, data = to_dataclass(config, TrainConfig), to_dataclass(config, TrainData)
     shard_root = Path(lake.root) / "shards"
-    shards = shards_from_manifest(lake.read(T.SHARD_MANIFEST), shard_root, labeler=config.labeler,
-                                  labeler_version=config.labeler_version)
+    try:
+        shards = shards_from_manifest(lake.read(T.SHARD_MANIFEST), shard_root, labeler=data.labeler,
+                                      labeler_version=data.labeler_version)
+    except ValueError as exc:
+        raise dg.Failure(f"training refused: {exc}", allow_retries=False) from exc
     failures = blocking_failures(lake.read(T.QA_RESULTS), list(shards.chunks))
     if failures:
         raise dg.Failure(f"training refused: {len(failures)} blocking data-QA failures in the chunks it would read: "
@@ -104,9 +91,10 @@ def train_field_agent(context: dg.AssetExecutionContext, config: TrainFieldAgent
                        benchmark_clip_ids(Path(lake.root) / BENCHMARK_DIR))
     except ValueError as exc:
         raise dg.Failure(f"training refused: {exc}") from exc
-    knobs = config.model_dump(exclude={"labeler", "labeler_version", "restart"})
-    res = train(TrainConfig(**knobs), train_urls=shards.train, val_urls=shards.val,
-                runs_dir=Path(lake.root) / "checkpoints", data_version=shards.data_version, restart=config.restart,
+    context.log.info(f"training on {shards.labels[0]} {shards.labels[1]} labels: {len(shards.chunks)} chunks")
+    knobs = dataclasses.asdict(tc) | {"labeler": shards.labels[0], "labeler_version": shards.labels[1]}
+    res = train(tc, train_urls=shards.train, val_urls=shards.val,
+                runs_dir=Path(lake.root) / "checkpoints", data_version=shards.data_version, restart=data.restart,
                 log=context.log.info, progress_bar=False)
     if not res.already_done or not lake.read(T.TRAINING_RUNS, where={"run_id": res.run_id}).num_rows:
         metrics = pa.Table.from_pylist([{"run_id": res.run_id, **r} for r in res.metrics], schema=T.TRAINING_METRICS.schema)
@@ -123,4 +111,5 @@ def train_field_agent(context: dg.AssetExecutionContext, config: TrainFieldAgent
     if res.final:
         context.log.info(val_headline(res.final))
     return dg.MaterializeResult(metadata={**_metadata(res, shards.samples), "data_version": shards.data_version,
-                                          "chunks": len(shards.chunks)})
+                                          "chunks": len(shards.chunks), "labeler": shards.labels[0],
+                                          "labeler_version": shards.labels[1]})

@@ -19,12 +19,14 @@ from dagster_project.assets import ingest, targets
 from dagster_project.partitions import CHUNKS_PARTITION
 from dagster_project.resources import EngineResource, LakeResource, PAISourceResource
 from evals.benchmark import benchmark_clip_ids
+from labelers.base import LabelerUnavailable
 from lake import io
 from lake import tables as T
 from tests.conftest import SMALL, rewrite_zip
 from transforms import pai_layout as L
 from transforms.twin.writer import BENCHMARK_SEED, twin_gt_paths
 from transforms.unicycle import window_t0s
+from transforms.zipread import ChunkUnreadableError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -87,7 +89,7 @@ def test_quarantine_counts_reach_metadata_and_lake(twin_copy: Path, tmp_path: Pa
 
 def test_unreadable_chunk_fails_the_run_naming_the_file(twin_copy: Path, tmp_path: Path, instance: dg.DagsterInstance) -> None:
     (twin_copy / L.FEATURES[L.FRONT_CAMERA].path(0)).write_bytes(b"garbage")
-    with pytest.raises(Exception, match=r"camera_front_wide_120fov\.chunk_0000\.zip: not a readable zip"):
+    with pytest.raises(ChunkUnreadableError, match=r"camera_front_wide_120fov\.chunk_0000\.zip: not a readable zip"):
         _materialize(instance, _resources(tmp_path / "lake", twin_copy), "chunk_0000")
 
 
@@ -158,7 +160,7 @@ def test_unavailable_labeler_fails_the_run_with_what_to_do(twin_dir: Path, tmp_p
 
     res = _resources(tmp_path / "lake", twin_dir)
     assert _materialize(instance, res, "chunk_0000").success
-    with pytest.raises(Exception, match=r"labeler alpamayo reads .* add alpamayo to FLYWHEEL_LABELERS"):
+    with pytest.raises(LabelerUnavailable, match=r"labeler alpamayo reads .* add alpamayo to FLYWHEEL_LABELERS"):
         dg.materialize([labels.commander_labels], partition_key="chunk_0000", instance=instance, resources=res,
                        run_config={"ops": {"commander_labels": {"config": {"labeler": "alpamayo"}}}})
 
@@ -181,9 +183,34 @@ def test_webdataset_shards_asset_writes_manifest_and_resumes(twin_dir: Path, tmp
     assert dg.materialize([shards.webdataset_shards], partition_key="chunk_0000", instance=instance, resources=res).success
     meta = instance.get_latest_materialization_event(dg.AssetKey("webdataset_shards")).asset_materialization.metadata
     assert meta["shards_written"].value == 0 and meta["shards_skipped"].value == len(manifest)
-    with pytest.raises(Exception, match=r"no commander_labels of kinematic 9\.9"):
+    with pytest.raises(dg.Failure, match=r"no rows labelled by any labeler 9\.9 in commander_labels\[chunk_0000\] "
+                                         r"\(it has \[\('kinematic', '1\.0'\)\]\)"):
         dg.materialize([shards.webdataset_shards], partition_key="chunk_0000", instance=instance, resources=res,
                        run_config={"ops": {"webdataset_shards": {"config": {"labeler_version": "9.9"}}}})
+
+
+def test_a_relabel_flows_downstream_without_naming_it(twin_dir: Path, tmp_path: Path, instance: dg.DagsterInstance,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bump the kinematic labeler's version: shards and training follow without a config edit."""
+    from dagster_project.assets import labels, shards
+    from labelers.kinematic import KinematicLabeler
+    from trainers.data import shards_from_manifest
+
+    res, lake = _resources(tmp_path / "lake", twin_dir), tmp_path / "lake"
+    assert _materialize(instance, res, "chunk_0000").success
+    for version in ("1.0", "1.1"):
+        monkeypatch.setattr(KinematicLabeler, "version", version)
+        assert dg.materialize([labels.commander_labels, shards.webdataset_shards], partition_key="chunk_0000",
+                              instance=instance, resources=res).success
+    held = {(r["labeler"], r["labeler_version"]) for r in io.read(lake, T.COMMANDER_LABELS).to_pylist()}
+    assert held == {("kinematic", "1.0"), ("kinematic", "1.1")}  # the old labels stay beside the new
+    manifest = io.read(lake, T.SHARD_MANIFEST)
+    assert {(r["labeler"], r["labeler_version"]) for r in manifest.to_pylist()} == {("kinematic", "1.1")}
+    assert shards_from_manifest(manifest, lake / "shards").labels == ("kinematic", "1.1")
+    # named, an older version is still exported (the lake holds it)
+    assert dg.materialize([shards.webdataset_shards], partition_key="chunk_0000", instance=instance, resources=res,
+                          run_config={"ops": {"webdataset_shards": {"config": {"labeler_version": "1.0"}}}}).success
+    assert {r["labeler_version"] for r in io.read(lake, T.SHARD_MANIFEST).to_pylist()} == {"1.0"}
 
 
 def test_train_field_agent_trains_on_all_chunks_and_records_the_run(twin_dir: Path, tmp_path: Path,
@@ -214,17 +241,18 @@ def test_train_field_agent_trains_on_all_chunks_and_records_the_run(twin_dir: Pa
     assert dg.materialize([training.train_field_agent], instance=instance, resources=res, run_config=run).success
     meta = instance.get_latest_materialization_event(dg.AssetKey("train_field_agent")).asset_materialization.metadata
     assert meta["already_trained"].value and io.read(lake, T.TRAINING_METRICS).num_rows == metrics.num_rows
-    with pytest.raises(Exception, match=r"no shards labelled by vlm 1\.0"):
+    with pytest.raises(dg.Failure, match=r"training refused: no rows labelled by vlm \(any version\) in the shard "
+                                         r"manifest"):
         dg.materialize([training.train_field_agent], instance=instance, resources=res,
                        run_config={"ops": {"train_field_agent": {"config": {**cfg, "labeler": "vlm"}}}})
     # navsim_eval scores that run and the baselines on the held-out windows of both chunks and on the
     # benchmark set (built once, here a small one: one clip of every scenario)
     from dagster_project.assets import evaluation
 
-    with pytest.raises(Exception, match="materialize benchmark_set first"):
+    with pytest.raises(dg.Failure, match="materialize benchmark_set first"):
         dg.materialize([evaluation.navsim_eval], instance=instance, resources=res,
                        run_config={"ops": {"navsim_eval": {"config": {"run_id": runs[0]["run_id"]}}}})
-    bench = {"clips_per_scenario": 1, "seconds": 9.0, "image_width": 128, "image_height": 72}
+    bench = {"clips_per_scenario": 1, "seconds": 9.0, "width": 128, "height": 72}
     ev = {"ops": {"navsim_eval": {"config": {"run_id": runs[0]["run_id"]}}, "benchmark_set": {"config": bench}}}
     for _ in range(2):  # a re-evaluation replaces the run's rows; the benchmark is built once
         assert dg.materialize([evaluation.benchmark_set, evaluation.navsim_eval], instance=instance, resources=res,
@@ -261,7 +289,7 @@ def test_train_field_agent_trains_on_all_chunks_and_records_the_run(twin_dir: Pa
     assert summary[("logged", "all")]["epdms"] >= 0.95 and summary[("field_agent", "all")]["windows"] == held_out
     assert "| field_agent |" in meta["scores"].value and "EPDMS" in meta["scores"].value
     assert all("data:image/png;base64" in meta[k].value for k in ("best_windows", "worst_windows"))
-    with pytest.raises(Exception, match=r"run_id 'nope' is not in eval.training_runs"):
+    with pytest.raises(ValueError, match=r"run_id 'nope' is not in eval.training_runs"):
         dg.materialize([evaluation.navsim_eval], instance=instance, resources=res,
                        run_config={"ops": {"navsim_eval": {"config": {"run_id": "nope"}}}})
     # the CLI's flags reach the asset as run config: a LoRA run beside the first one

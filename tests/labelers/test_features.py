@@ -10,7 +10,7 @@ import pytest
 
 from dagster_project.assets import ingest
 from dagster_project.partitions import CHUNKS_PARTITION
-from dagster_project.resources import EngineResource, LakeResource, PAISourceResource
+from dagster_project.resources import EngineResource, LakeResource, PAISourceResource, TwinKnobs
 from flywheel.settings import Settings
 from labelers.alpamayo import AlpamayoLabeler
 from labelers.registry import features_for
@@ -74,9 +74,8 @@ def test_the_twin_renders_the_cameras_asked_for_and_keeps_the_front_one(tmp_path
 def test_ingest_fetches_the_features_of_the_configured_labelers(tmp_path: Path) -> None:
     inst = dg.DagsterInstance.ephemeral()
     inst.add_dynamic_partitions(CHUNKS_PARTITION, ["chunk_0000"])
-    source = PAISourceResource(kind="twin", twin_dir=str(tmp_path / "twin"), twin_chunks=1, twin_clips=2,
-                               twin_seed=3, twin_width=64, twin_height=48, twin_seconds=8.5,
-                               labelers="kinematic,alpamayo")
+    twin = TwinKnobs(chunks=1, clips_per_chunk=2, seed=3, width=64, height=48, seconds=8.5)
+    source = PAISourceResource(kind="twin", twin_dir=str(tmp_path / "twin"), twin=twin, labelers="kinematic,alpamayo")
     res = {"lake": LakeResource(root=str(tmp_path / "lake")), "source": source, "engine": EngineResource()}
     assert dg.materialize([ingest.raw_chunks], partition_key="chunk_0000", instance=inst, resources=res).success
     fetched = set(io.read(tmp_path / "lake", T.CHUNKS).column("feature").to_pylist())

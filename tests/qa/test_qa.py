@@ -17,6 +17,7 @@ from dagster_project.assets import ingest, labels, qa, shards, targets
 from dagster_project.checks import qa_checks
 from dagster_project.partitions import CHUNKS_PARTITION
 from dagster_project.resources import EngineResource, LakeResource, PAISourceResource
+from engines import EmbeddedEngine, Engine
 from lake import io
 from lake import tables as T
 from qa.report import blocking_failures
@@ -34,9 +35,9 @@ def _instance() -> dg.DagsterInstance:
     return inst
 
 
-def _resources(lake: Path, mirror: Path, lake_cls: type[LakeResource] = LakeResource) -> dict:
-    return {"lake": lake_cls(root=str(lake)), "source": PAISourceResource(kind="mirror", mirror_dir=str(mirror)),
-            "engine": EngineResource()}
+def _resources(lake: Path, mirror: Path, engine_cls: type[EngineResource] = EngineResource) -> dict:
+    return {"lake": LakeResource(root=str(lake)), "source": PAISourceResource(kind="mirror", mirror_dir=str(mirror)),
+            "engine": engine_cls()}
 
 
 @pytest.fixture(scope="module")
@@ -145,22 +146,27 @@ def test_shard_sample_counts_must_equal_the_manifest(good_lake: tuple[Path, dg.E
     assert [o.check for o in result.failed] == ["samples in each tar equal the manifest", "file sizes equal the manifest"]
 
 
-class BrokenTargetsLake(LakeResource):
-    """A lake whose unicycle_targets writes come out broken (NaN accelerations): a bug upstream."""
+class BrokenTargetsEngine(EmbeddedEngine):
+    """An engine whose unicycle_targets commits come out broken (NaN accelerations): a bug upstream."""
 
-    def overwrite_partition(self, table: T.Table, data: pa.Table, *, chunk: str | None = None,
-                            extra: dict[str, str] | None = None, engine: object = None) -> int:
+    def overwrite_partition(self, root: str, table: T.Table, data: pa.Table, *, chunk: str | None = None,
+                            extra: dict[str, str] | None = None) -> int:
         if table.name == "unicycle_targets" and data.num_rows:
             accel = data.column("accel_mps2").to_pylist()
             accel[0] = [float("nan")] * 64
             data = data.set_column(data.schema.get_field_index("accel_mps2"), "accel_mps2",
                                    pa.array(accel, data.schema.field("accel_mps2").type))
-        return super().overwrite_partition(table, data, chunk=chunk, extra=extra, engine=engine)
+        return super().overwrite_partition(root, table, data, chunk=chunk, extra=extra)
+
+
+class BrokenEngineResource(EngineResource):
+    def engine(self) -> Engine:
+        return BrokenTargetsEngine()
 
 
 def test_a_broken_table_fails_its_check_and_blocks_downstream(twin_dir: Path, tmp_path: Path) -> None:
     lake, inst = tmp_path / "lake", _instance()
-    resources = _resources(lake, twin_dir, BrokenTargetsLake)
+    resources = _resources(lake, twin_dir, BrokenEngineResource)
     res = dg.materialize([*SPINE, *qa_checks], partition_key=KEY, instance=inst, resources=resources, raise_on_error=False,
                          selection=dg.AssetSelection.assets(*SPINE) | dg.AssetSelection.checks_for_assets(*SPINE))
     assert not res.success

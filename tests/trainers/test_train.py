@@ -276,8 +276,17 @@ def test_training_set_comes_from_the_manifest(shard_dir: Path) -> None:
     assert s.train and s.val and all("/train/" in u for u in s.train) and s.chunks == {"chunk_0000": "v0"}
     moved = pa.Table.from_pylist([{**r, "dataset_version": "v1"} for r in rows])
     assert shards_from_manifest(moved, shard_dir, labeler="kinematic", labeler_version="1.0").data_version != s.data_version
-    with pytest.raises(ValueError, match=r"no shards labelled by vlm 2.0 in the manifest \(it has \[\('kinematic'"):
+    with pytest.raises(ValueError, match=r"no rows labelled by vlm 2.0 in the shard manifest \(it has \[\('kinematic'"):
         shards_from_manifest(manifest, shard_dir, labeler="vlm", labeler_version="2.0")
+    # unnamed, the labels are the ones the shards hold: a relabel that was exported is taken as it is
+    assert shards_from_manifest(manifest, shard_dir).labels == ("kinematic", "1.0")
+    relabeled = pa.Table.from_pylist([{**r, "labeler_version": "1.1"} for r in rows])
+    assert shards_from_manifest(relabeled, shard_dir).labels == ("kinematic", "1.1")
+    mixed = pa.Table.from_pylist([{**r, "chunk": "chunk_0001", "labeler_version": "1.1"} if i == 0 else r
+                                  for i, r in enumerate(rows)])
+    with pytest.raises(ValueError, match=r"2 label sets matching any labeler .*kinematic 1\.0 \(1 chunks.*kinematic 1\.1 "
+                                         r"\(1 chunks, e\.g\. chunk_0001\).*Name one"):
+        shards_from_manifest(mixed, shard_dir)
     with pytest.raises(FileNotFoundError, match=r"missing under .* re-materialize webdataset_shards"):
         shards_from_manifest(manifest, shard_dir / "elsewhere", labeler="kinematic", labeler_version="1.0")
     other = pa.Table.from_pylist([{**r, "sha256": "0" * 64} if i == 0 else r for i, r in enumerate(rows)])

@@ -80,6 +80,20 @@ def test_resume_skips_finished_shards_and_rewrites_the_missing_one(exported: tup
     assert again.frames_decoded < sum(r.samples for r in res.shards)  # finished shards were not decoded again
 
 
+def test_resume_refuses_a_manifest_that_does_not_match_the_shards_windows(exported: tuple, tmp_path: Path) -> None:
+    """The check is data, not an invariant: it holds under `python -O` too (no assert)."""
+    import dataclasses
+    import shutil
+
+    files, windows, _, out, res = exported
+    shutil.copytree(out, tmp_path / "s")
+    first = res.shards[0]
+    done = {r.path: r for r in res.shards} | {first.path: dataclasses.replace(first, first_key="someone_else_0")}
+    with pytest.raises(ValueError, match=r"cannot resume at .*someone_else_0.*delete that chunk's shards"):
+        S.export_shards(files, windows, tmp_path / "s", S.ShardConfig(max_count=7), chunk="chunk_0000", version="t",
+                        done=done)
+
+
 def test_interrupted_export_publishes_no_partial_shard(exported: tuple, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     files, windows, *_ = exported

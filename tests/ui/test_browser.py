@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, serving
 
 pytestmark = pytest.mark.ui
 
@@ -38,41 +35,8 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home, port = tmp_path_factory.mktemp("dagster_home"), free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "UI_PORT": str(port),
            "FLYWHEEL_LAKE": str(home / "lake"), "FLYWHEEL_TWIN_DIR": str(home / "twin")}
-    log = (home / "ui.log").open("w")
-    proc = subprocess.Popen(["make", "-s", "ui"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240  # `dagster dev` answers in ~15-50 s on 2 cores
-        while True:
-            assert proc.poll() is None, f"make ui exited {proc.returncode}: {(home / 'ui.log').read_text()[-3000:]}"
-            try:
-                with urllib.request.urlopen(f"{url}/server_info", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"UI did not answer in 240 s: {(home / 'ui.log').read_text()[-3000:]}"
-            time.sleep(1)
+    with serving(["make", "-s", "ui"], cwd=REPO, env=env, port=port, log_path=home / "ui.log") as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)  # make, dagster dev, webserver, daemon, code server: the whole group
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        log.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # the children (webserver, daemon) finish shortly after dagster dev
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.5)
-        else:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"UI process group {proc.pid} still running 30 s after SIGINT")
 
 
 @pytest.fixture(scope="module")

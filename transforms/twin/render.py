@@ -20,7 +20,7 @@ from transforms.twin.world import Track, World
 FOV_DEG = 120.0
 CAMERA_XYZ_RIG_M = (1.9, 0.0, 1.45)  # behind the windscreen, above the front axle
 CAMERA_PITCH_DOWN_DEG = 3.0
-# The other cameras Alpamayo reads (docs §4), mounted as on a Hyperion rig: (field of view, yaw left
+# The other cameras Alpamayo reads (docs/references.md, *Alpamayo-R1*), mounted as on a Hyperion rig: (field of view, yaw left
 # of forward, position in the rig frame). Cross cameras look out to the sides over the front corners.
 OTHER_CAMERAS = {
     "camera_cross_left_120fov": (120.0, 60.0, (1.75, 0.85, 1.2)),

@@ -215,7 +215,7 @@ def _draw_plan(rng: np.random.Generator, scenario: str | None, seconds: float,
         v_des = float(rng.uniform(14, 22))
     if speed_mps is not None:
         v_des = float(speed_mps)
-    # egomotion begins ~0.2 s before the clip and runs past its end (docs §2: never exactly 0..20 s)
+    # egomotion begins ~0.2 s before the clip and runs past its end (docs/references.md, *PAI layout*: never exactly 0..20 s)
     t_start_us = -int(rng.integers(150_000, 260_000))
     n_steps = int(np.ceil((seconds + 1.0 - t_start_us / 1e6) / SIM_DT_S)) + 1
     t_us = t_start_us + np.arange(n_steps, dtype=np.int64) * int(SIM_DT_S * 1e6)

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy.spatial.transform import Rotation
 
+from core.config import knob
 from transforms import pai_layout as L
 from transforms.ids import BENCHMARK_SPLIT
 from transforms.twin.render import OTHER_CAMERAS, FThetaCamera, render_frames
@@ -59,16 +60,16 @@ ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed member dates: the same config writes 
 
 @dataclass(frozen=True)
 class TwinConfig:
-    chunks: int = 2
-    clips_per_chunk: int = 8
-    seed: int = 0
-    width: int = 256
-    height: int = 144
-    seconds: float = 20.0
-    fps: float = 30.0
-    split: str = ""  # "": train/val/test by position (split_of); else every clip's split (the benchmark's)
-    # cameras beyond the front-wide one, as the labelers ask (labelers.registry.LABELER_FEATURES)
-    other_cameras: tuple[str, ...] = ()
+    chunks: int = knob(2, "chunks in the twin")
+    clips_per_chunk: int = knob(8, "clips per chunk (real PAI: up to 100)")
+    seed: int = knob(0, "the twin's seed: the same config writes the same bytes")
+    width: int = knob(256, "camera width (px; real PAI: 1920)")
+    height: int = knob(144, "camera height (px; real PAI: 1080)")
+    seconds: float = knob(20.0, "clip length (s; real PAI: 20)")
+    fps: float = knob(30.0, "camera frame rate (real PAI: 30)")
+    split: str = knob("", "empty: train/val/test by position (split_of); else every clip's split (the benchmark's)")
+    other_cameras: tuple[str, ...] = knob((), "cameras beyond the front-wide one, as the labelers ask "
+                                              "(labelers.registry.LABELER_FEATURES)")
 
     def __post_init__(self) -> None:
         if self.chunks < 1 or self.clips_per_chunk < 1:
