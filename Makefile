@@ -22,7 +22,7 @@ demo: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/flywheel demo
 
-# Lint, then the default (quick, offline) test suite.
+# Lint (ruff, and the import-linter contract: layers only point down), then the default (quick, offline) suite.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports

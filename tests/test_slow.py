@@ -93,15 +93,18 @@ def _train_runs(root: Path) -> int:
 def test_the_cards_commands_work_as_written(demo: Demo) -> None:
     """`dagster asset materialize --select train_field_agent`, `dg launch --assets train_field_agent`
     and `dg dev`, typed literally in the activated venv at the repo root, on the demo's lake and
-    instance: both launches finish the asset (the same config: the run it already holds), and
-    `dg dev` serves the code location with the whole graph."""
+    instance. The first trains a run with the asset's default config (the demo's is shorter: a new
+    run); the second, the same config again, finds it finished; `dg dev` serves the code location."""
     runs = _train_runs(demo.root)
-    for command in ("dagster asset materialize --select train_field_agent", "dg launch --assets train_field_agent"):
-        proc = _in_venv(command, demo.env)
+    for command, new_runs in (("dagster asset materialize --select train_field_agent", 1),
+                              ("dg launch --assets train_field_agent", 0)):
+        proc = _in_venv(command, demo.env, timeout_s=1800)
+        out = proc.stdout + proc.stderr
         assert proc.returncode == 0, f"{command}:\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}"
-        assert re.search(r"RUN_SUCCESS", proc.stdout + proc.stderr), (command, proc.stderr[-3000:])
-        assert "STEP_SUCCESS" in proc.stdout + proc.stderr and "train_field_agent" in proc.stderr + proc.stdout
-    assert _train_runs(demo.root) == runs  # the same config again: the finished run, not a new one
+        assert "RUN_SUCCESS" in out and "train_field_agent - STEP_SUCCESS" in out, (command, out[-3000:])
+        assert _train_runs(demo.root) == runs + new_runs, command
+        runs += new_runs
+    assert "already finished" in out  # dg launch: the run the first command trained
     port = free_port()
     activate = shlex.quote(str(Path(sys.executable).parent / "activate"))
     with serving(["bash", "-c", f"source {activate} && exec dg dev -p {port} -h 127.0.0.1"], cwd=REPO, env=demo.env,
