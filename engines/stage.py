@@ -57,13 +57,12 @@ class StageJob:
 
     plan: object
     clip_ids: list[str]
-    where: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # input key -> equality filters
     extra: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # output -> partition keys beyond chunk
 
 
 def run_stage(engine: Engine, stage: ChunkStage, job: StageJob, *, chunk: str, root: str) -> StageRun:
     """Map the stage's parts over the chunk's clips, then commit every output (the stage's order)."""
-    inputs = {key: Input(table, chunk, dict(job.where.get(key, {}))) for key, table in stage.reads.items()}
+    inputs = {key: Input(table, chunk) for key, table in stage.reads.items()}
     out = engine.map_parts(stage.part, job.plan, sorted(job.clip_ids), inputs, stage.outputs, root=root)
     versions = {}
     for name, table in stage.writes:
