@@ -124,37 +124,41 @@ def build_twin_lake(root: Path, twin_root: Path, twin: TwinConfig, shard_cfg: Sh
     write_twin(twin_root, twin, chunks=[], overwrite=True)  # metadata; a twin of another config is replaced
     with ProcessPoolExecutor(min(twin.chunks, os.cpu_count() or 1)) as pool:
         list(pool.map(_write_chunk, [str(twin_root)] * twin.chunks, [twin] * twin.chunks, range(twin.chunks)))
-    source, eng, lake = TwinSource(twin_root, twin), EmbeddedEngine(), str(root)
-    clips = windows = 0
-    for c in range(twin.chunks):
-        key = chunk_key(c)
-        files = source.fetch_chunk(c)
-        bronze = chunk_manifest(files, chunk=key)
-        io.overwrite_partition(lake, T.CHUNKS, bronze, chunk=key)
-        plan = plan_index(files, chunk=key, known_clips={})
-        ix = assemble_index(plan, eng.map_parts(index_part, plan, list(plan.clip_ids), {}, PART_OUTPUTS, root=lake))
-        eng.overwrite_partition(lake, T.QUARANTINE, ix.quarantine_table(key), chunk=key, extra={"stage": INDEX_STAGE})
-        for table, data in ((T.EGOMOTION, ix.egomotion), (T.FRAMES, ix.frames), (T.CLIPS, ix.clips)):
-            eng.overwrite_partition(lake, table, data, chunk=key)
-        ok = sorted(r["clip_id"] for r in ix.clips.to_pylist() if r["status"] == "ok")
-        targets = run_stage(eng, TARGETS_STAGE, StageJob(TargetsPlan(key, UnicycleParams()), ok), chunk=key,
-                            root=lake).outputs["targets"]
-        plan = LabelPlan(key, files, KinematicLabeler(), False)
-        labels = run_stage(eng, LABELS_STAGE, StageJob(plan, ok, extra=plan.job_keys()), chunk=key,
-                           root=lake).outputs["labels"]
-        cfg = replace(shard_cfg, **plan.label_set)
-        out = export_chunk(files, chunk=key, cfg=cfg, out_root=root / "shards", targets=targets, labels=labels,
-                           egomotion=io.read(lake, T.EGOMOTION, chunk=key),
-                           file_sha256=dict(zip(bronze.column("feature").to_pylist(),
-                                                bronze.column("sha256").to_pylist(), strict=True)),
-                           previous=io.read(lake, T.SHARD_MANIFEST, chunk=key).to_pylist())
-        io.overwrite_partition(lake, T.SHARD_MANIFEST, pa.Table.from_pylist(out.manifest, schema=T.SHARD_MANIFEST.schema),
-                               chunk=key)
-        clips += len(ok)
-        windows += sum(r.samples for r in out.result.shards)
-        log(f"twin lake: {key}: {len(ok)} clips, {sum(r.samples for r in out.result.shards)} windows; "
-            f"{ix.counts()}")
-    return clips, windows
+    source = TwinSource(twin_root, twin)
+    done = [lake_twin_chunk(root, source, c, shard_cfg, log=log) for c in range(twin.chunks)]
+    return sum(c for c, _ in done), sum(w for _, w in done)
+
+
+def lake_twin_chunk(root: Path, source: TwinSource, chunk_id: int, shard_cfg: ShardConfig, *,
+                    log: Log = print) -> tuple[int, int]:
+    """One twin chunk through the chunk stages (index, fit, kinematic labels, shards) into the lake
+    at `root`, as the chunk assets run them; returns (clips indexed ok, windows exported)."""
+    eng, lake, key = EmbeddedEngine(), str(root), chunk_key(chunk_id)
+    files = source.fetch_chunk(chunk_id)
+    bronze = chunk_manifest(files, chunk=key)
+    io.overwrite_partition(lake, T.CHUNKS, bronze, chunk=key)
+    plan = plan_index(files, chunk=key, known_clips={})
+    ix = assemble_index(plan, eng.map_parts(index_part, plan, list(plan.clip_ids), {}, PART_OUTPUTS, root=lake))
+    eng.overwrite_partition(lake, T.QUARANTINE, ix.quarantine_table(key), chunk=key, extra={"stage": INDEX_STAGE})
+    for table, data in ((T.EGOMOTION, ix.egomotion), (T.FRAMES, ix.frames), (T.CLIPS, ix.clips)):
+        eng.overwrite_partition(lake, table, data, chunk=key)
+    ok = sorted(r["clip_id"] for r in ix.clips.to_pylist() if r["status"] == "ok")
+    targets = run_stage(eng, TARGETS_STAGE, StageJob(TargetsPlan(key, UnicycleParams()), ok), chunk=key,
+                        root=lake).outputs["targets"]
+    plan = LabelPlan(key, files, KinematicLabeler(), False)
+    labels = run_stage(eng, LABELS_STAGE, StageJob(plan, ok, extra=plan.job_keys()), chunk=key,
+                       root=lake).outputs["labels"]
+    cfg = replace(shard_cfg, **plan.label_set)
+    out = export_chunk(files, chunk=key, cfg=cfg, out_root=Path(root) / "shards", targets=targets, labels=labels,
+                       egomotion=io.read(lake, T.EGOMOTION, chunk=key),
+                       file_sha256=dict(zip(bronze.column("feature").to_pylist(),
+                                            bronze.column("sha256").to_pylist(), strict=True)),
+                       previous=io.read(lake, T.SHARD_MANIFEST, chunk=key).to_pylist())
+    io.overwrite_partition(lake, T.SHARD_MANIFEST, pa.Table.from_pylist(out.manifest, schema=T.SHARD_MANIFEST.schema),
+                           chunk=key)
+    windows = sum(r.samples for r in out.result.shards)
+    log(f"twin lake: {key}: {len(ok)} clips, {windows} windows; {ix.counts()}")
+    return len(ok), windows
 
 
 def build_benchmark(lake_root: str | Path, twin_root: str | Path, cfg: BenchmarkConfig, *,

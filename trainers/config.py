@@ -57,6 +57,9 @@ class TrainConfig:
     checkpoint_every: int = knob(600, "checkpoint (and resume point) every this many steps")
     stats_samples: int = knob(4096, "samples the normalisation statistics are computed from")
     seed: int = knob(0, "the run's seed: the same config, data and seed give the same run")
+    sample_weights: str = knob("", "reweighting: meta_action=weight,... repeats each training sample that often on "
+                                   "average (1 where unnamed); empty: off. `flywheel turn --reweight` derives it from "
+                                   "the latest data request")
     num_workers: int = knob(-1, "data loader workers; -1: 0 on CPU (decoding is cheap next to a step), 4 on GPU")
     shuffle_buffer: int = knob(500, "samples in the WebDataset shuffle buffer")
     threads: int = knob(0, "torch CPU threads; 0: one (steadier and faster on 2 busy cores than two)")
@@ -77,6 +80,9 @@ class TrainConfig:
                              f"grad_clip={clip} (> 0), weight_decay={wd} (>= 0); None takes the profile's preset")
         if self.traj_loss_weight < 0:
             raise ValueError(f"traj_loss_weight={self.traj_loss_weight}: must be >= 0")
+        from core.request import parse_weights
+
+        parse_weights(self.sample_weights)  # names the bad item
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay={self.ema_decay}: use 0 (off) or a decay in (0, 1) such as 0.999")
 
@@ -107,6 +113,8 @@ class TrainConfig:
     def run_id(self, data_version: str) -> str:
         """Same config + same data -> same run (so an interrupted run resumes); device-independent."""
         doc = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("device", "num_workers", "threads")}
+        if not doc["sample_weights"]:  # runs from before reweighting existed keep their ids
+            del doc["sample_weights"]
         h = hashlib.sha256(json.dumps({"config": doc, "data": data_version}, sort_keys=True).encode())
         return f"{self.profile}-{h.hexdigest()[:12]}"
 

@@ -58,13 +58,37 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _unit(key: str, seed: int) -> float:
+    """A uniform number in [0, 1) from a sample's key and the epoch's seed (any worker, any order)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{key}".encode()).digest()[:8], "little") / 2**64
+
+
+def reweighted(weights: dict[str, float], seed: int):  # noqa: ANN201 (a webdataset stage)
+    """A pipeline stage that passes each sample w times on average, w its meta-action's weight (1 where
+    unnamed): floor(w) copies and one more with probability w - floor(w), drawn from the key and the
+    seed, so an epoch's repeats do not depend on the worker split. Zero-download reweighting: the
+    training mix moves towards a data request (core/request.py `sample_weights`)."""
+
+    def stage(src: Any) -> Any:
+        for sample in src:
+            w = weights.get(json.loads(sample["json"])["meta_action"], 1.0)
+            n = int(w) + (_unit(sample["__key__"], seed) < w - int(w))
+            for _ in range(n):
+                yield sample
+
+    return stage
+
+
 def make_dataset(urls: list[str], *, batch_size: int, shuffle_buffer: int = 500, seed: int = 0,
-                 shuffle_shards: bool = True, partial_last: bool = True) -> wds.DataPipeline:
-    """shards -> (node, worker) split -> samples -> shuffle buffer -> decode -> batches."""
+                 shuffle_shards: bool = True, partial_last: bool = True,
+                 weights: dict[str, float] | None = None) -> wds.DataPipeline:
+    """shards -> (node, worker) split -> samples -> (reweighting) -> shuffle buffer -> decode -> batches."""
     stages: list[Any] = [wds.SimpleShardList(urls)]
     if shuffle_shards:
         stages.append(wds.shuffle(len(urls), seed=seed))
     stages += [wds.split_by_node, wds.split_by_worker, wds.tarfile_to_samples()]
+    if weights:
+        stages.append(reweighted(weights, seed))
     if shuffle_buffer > 1:
         stages.append(wds.shuffle(shuffle_buffer, initial=min(shuffle_buffer, 100), seed=seed))
     stages += [wds.map(decode_sample), wds.batched(batch_size, collation_fn=collate, partial=partial_last)]

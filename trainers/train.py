@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from core.displacement import constant_velocity_xy, displacement_errors
+from core.request import parse_weights
 from core.stats import paired_difference, verdict_word
 from trainers import checkpoint as C
 from trainers.actions import ActionMode, from_model, rollout, to_model
@@ -112,7 +113,8 @@ def batch_stream(urls: list[str], tc: TrainConfig, *, epoch: int, skip: int) -> 
     resumed run skips the batches it had consumed and sees the same data as an uninterrupted one."""
     while True:
         loader = make_loader(urls, batch_size=tc.batch_size, num_workers=tc.num_workers,
-                             shuffle_buffer=tc.shuffle_buffer, seed=tc.seed * 100_003 + epoch)
+                             shuffle_buffer=tc.shuffle_buffer, seed=tc.seed * 100_003 + epoch,
+                             weights=parse_weights(tc.sample_weights))
         n = 0
         for i, batch in enumerate(loader):
             n += 1

@@ -24,7 +24,14 @@ import pyarrow as pa
 
 from transforms import pai_layout as L
 from transforms.ids import inside
-from transforms.twin.writer import TwinConfig, chunk_is_written, twin_gt_paths, write_metadata, write_twin
+from transforms.twin.writer import (
+    TwinConfig,
+    acquired_plans,
+    chunk_is_written,
+    twin_gt_paths,
+    write_metadata,
+    write_twin,
+)
 
 log = logging.getLogger(__name__)
 
@@ -231,12 +238,13 @@ class TwinSource(LocalDirSource):
         self.config = config
 
     def list_chunks(self) -> list[int]:
-        return list(range(self.config.chunks))
+        # its own chunks, and those acquired into it on request (transforms/twin/acquire.py)
+        return list(range(self.config.chunks)) + sorted(acquired_plans(self.root))
 
     def fetch_chunk(self, chunk_id: int, features: tuple[str, ...] = L.REQUIRED_FEATURES) -> ChunkFiles:
-        if not 0 <= chunk_id < self.config.chunks:
+        if not 0 <= chunk_id < self.config.chunks and chunk_id not in acquired_plans(self.root):
             raise SourceError(f"unknown chunk {chunk_id}: the twin has chunks 0..{self.config.chunks - 1} "
-                              "(raise FLYWHEEL_TWIN_CHUNKS for more)")
+                              "(raise FLYWHEEL_TWIN_CHUNKS for more) and no acquired chunk of that id")
         if not (self.root / "features.csv").is_file():
             write_metadata(self.root, self.config)
         if not chunk_is_written(self.root, chunk_id):

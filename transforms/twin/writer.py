@@ -107,18 +107,46 @@ class TwinConfig:
         return int.from_bytes(hashlib.sha256(f"{self.seed}/{chunk_id}/{index}".encode()).digest()[:8], "little")
 
 
-def clip_ids(cfg: TwinConfig) -> dict[int, list[str]]:
-    """Deterministic UUID4-shaped clip ids per chunk."""
-    return {
-        c: [str(uuid.UUID(int=cfg.clip_seed(c, i) << 64 | cfg.clip_seed(c, i + 10_000), version=4))
-            for i in range(cfg.clips_per_chunk)]
-        for c in range(cfg.chunks)
-    }
+# Chunks acquired on request (transforms/twin/acquire.py) are numbered from here: growing the twin's
+# `chunks` never reaches them, and real PAI's chunk ids (0..~3150) stay apart from them too.
+ACQUIRED_BASE = 10_000
+ACQUIRED_DIR = f"{TWIN_DIR}/acquired"
 
 
-def scenario_of(cfg: TwinConfig, chunk_id: int, index: int) -> str:
+def acquired_plan_path(chunk_id: int) -> str:
+    return f"{ACQUIRED_DIR}/chunk_{chunk_id:05d}.json"
+
+
+def acquired_plans(root: Path) -> dict[int, list[str]]:
+    """chunk id -> the scenario of each clip, for every chunk acquired into the twin at `root`."""
+    folder = Path(root) / ACQUIRED_DIR
+    plans = {}
+    for path in sorted(folder.glob("chunk_*.json")) if folder.is_dir() else []:
+        plan = json.loads(path.read_text())
+        unknown = [s for s in plan["scenarios"] if s not in SCENARIOS]
+        if unknown or int(plan["chunk"]) < ACQUIRED_BASE:
+            raise ValueError(f"{path}: scenarios {unknown} are not the twin's {list(SCENARIOS)}, or chunk "
+                             f"{plan['chunk']} < {ACQUIRED_BASE}; delete the file and acquire again")
+        plans[int(plan["chunk"])] = list(plan["scenarios"])
+    return plans
+
+
+def _clip_id(cfg: TwinConfig, chunk_id: int, index: int) -> str:
+    return str(uuid.UUID(int=cfg.clip_seed(chunk_id, index) << 64 | cfg.clip_seed(chunk_id, index + 10_000), version=4))
+
+
+def clip_ids(cfg: TwinConfig, plans: dict[int, list[str]] | None = None) -> dict[int, list[str]]:
+    """Deterministic UUID4-shaped clip ids per chunk (the acquired chunks' after the twin's own)."""
+    sizes = {c: cfg.clips_per_chunk for c in range(cfg.chunks)} | {c: len(p) for c, p in (plans or {}).items()}
+    return {c: [_clip_id(cfg, c, i) for i in range(n)] for c, n in sizes.items()}
+
+
+def scenario_of(cfg: TwinConfig, chunk_id: int, index: int, plans: dict[int, list[str]] | None = None) -> str:
     # scenarios cycle through the chunk (offset per chunk), so even a small twin shows every
-    # behaviour a Commander names; everything else about the clip comes from its seed
+    # behaviour a Commander names; everything else about the clip comes from its seed. An acquired
+    # chunk holds the scenarios its request chose.
+    if plans and chunk_id in plans:
+        return plans[chunk_id][index]
     return SCENARIOS[(chunk_id * cfg.clips_per_chunk + index) % len(SCENARIOS)]
 
 
@@ -156,7 +184,8 @@ def _zip_bytes(members: Iterator[tuple[str, bytes, bool]]) -> bytes:
 def write_metadata(root: Path, cfg: TwinConfig) -> None:
     """features.csv, clip_index.parquet and metadata/*.parquet for all chunks of the twin."""
     root = Path(root)
-    ids = clip_ids(cfg)
+    plans = acquired_plans(root)
+    ids = clip_ids(cfg, plans)
     rows = [(cid, c, i) for c, lst in ids.items() for i, cid in enumerate(lst)]
     index = pd.Index([r[0] for r in rows], name="clip_id")
     _atomic_write(root / "features.csv", pd.DataFrame(L.features_csv_rows()).to_csv(index=False).encode())
@@ -167,17 +196,24 @@ def write_metadata(root: Path, cfg: TwinConfig) -> None:
     present = set(L.REQUIRED_FEATURES) | set(cfg.other_cameras)
     presence = pd.DataFrame({f: f in present for f in L.FEATURES}, index=index)
     _atomic_write(root / "metadata/feature_presence.parquet", _parquet_bytes(presence))
-    rng = np.random.default_rng(cfg.seed)
-    countries = ["United States", "Germany", "France", "Italy", "Spain", "Sweden", "Poland"]
-    collection = pd.DataFrame(
-        {"country": [countries[int(k)] for k in rng.integers(0, len(countries), len(rows))],
-         "month": rng.integers(1, 13, len(rows)).astype(np.int64),
-         "hour_of_day": rng.integers(6, 21, len(rows)).astype(np.int64),
-         "platform_class": rng.choice(["hyperion_8", "hyperion_8.1"], len(rows)),
-         "radar_config": rng.choice(["NA", "low", "med", "high"], len(rows))}, index=index)
+    own = sum(c < ACQUIRED_BASE for _, c, _ in rows)
+    # the acquired clips draw from a generator of their own: the twin's own clips keep their values
+    collection = pd.concat([_collection(np.random.default_rng(cfg.seed), own),
+                            _collection(np.random.default_rng([cfg.seed, ACQUIRED_BASE]), len(rows) - own)])
+    collection.index = index
     _atomic_write(root / "metadata/data_collection.parquet", _parquet_bytes(collection))
     _atomic_write(root / TWIN_DIR / "README.md", TWIN_README.encode())
     _atomic_write(root / TWIN_DIR / "config.json", json.dumps(cfg.stamp(), indent=2, sort_keys=True).encode())
+
+
+def _collection(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    countries = ["United States", "Germany", "France", "Italy", "Spain", "Sweden", "Poland"]
+    return pd.DataFrame(
+        {"country": [countries[int(k)] for k in rng.integers(0, len(countries), n)],
+         "month": rng.integers(1, 13, n).astype(np.int64),
+         "hour_of_day": rng.integers(6, 21, n).astype(np.int64),
+         "platform_class": rng.choice(["hyperion_8", "hyperion_8.1"], n),
+         "radar_config": rng.choice(["NA", "low", "med", "high"], n)})
 
 
 def encode_mp4(frames: Iterator[np.ndarray], width: int, height: int, fps: float) -> bytes:
@@ -258,10 +294,12 @@ def chunk_is_written(root: Path, chunk_id: int) -> bool:
 def write_chunk(root: Path, cfg: TwinConfig, chunk_id: int) -> list[Path]:
     """Simulate, render and write one chunk's feature files (the front camera, and the others the
     config asks for); returns the paths written."""
-    if not 0 <= chunk_id < cfg.chunks:
-        raise ValueError(f"chunk {chunk_id} is outside the twin's chunks 0..{cfg.chunks - 1}")
     root = Path(root)
-    ids = clip_ids(cfg)[chunk_id]
+    plans = acquired_plans(root)
+    if not (0 <= chunk_id < cfg.chunks or chunk_id in plans):
+        raise ValueError(f"chunk {chunk_id} is outside the twin's chunks 0..{cfg.chunks - 1} and was not acquired "
+                         f"({sorted(plans)})")
+    ids = clip_ids(cfg, plans)[chunk_id]
     cam_members: dict[str, list[tuple[str, bytes, bool]]] = {c: [] for c in (L.FRONT_CAMERA, *cfg.other_cameras)}
     ego_members: list[tuple[str, bytes, bool]] = []
     intrinsics, extrinsics, dims = [], [], []
@@ -269,7 +307,7 @@ def write_chunk(root: Path, cfg: TwinConfig, chunk_id: int) -> list[Path]:
     cam_feature, ego_feature = L.FEATURES[L.FRONT_CAMERA], L.FEATURES[L.EGOMOTION]
     for i, clip_id in enumerate(ids):
         seed = cfg.clip_seed(chunk_id, i)
-        world = simulate(seed, cfg.seconds, scenario_of(cfg, chunk_id, i))
+        world = simulate(seed, cfg.seconds, scenario_of(cfg, chunk_id, i, plans))
         rng = np.random.default_rng(seed ^ 0x5EED)
         cam = FThetaCamera.front_wide(cfg.width, cfg.height, rng)
         # camera frames start a few ms before the clip, like the real 605-frame clips
