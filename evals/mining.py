@@ -10,11 +10,18 @@ and a `DataRequest` (core/request.py) asks for more of the groups that hold the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
+from core.config import knob
 from core.request import DataRequest, speed_band
 from evals.scorecard import BASELINES, FIELD_AGENT
+from lake import io
+from lake import tables as T
+from transforms.ids import BENCHMARK_SPLIT
 
 EPDMS_MARGIN = 0.05  # an EPDMS deficit smaller than this is noise between two good plans
 ADE_MARGIN_M = 1.0  # likewise for ADE@6.4 s
@@ -164,3 +171,36 @@ def request_md(req: DataRequest) -> str:
     return "\n".join([f"**{req.request_id}**: {req.windows} windows. {req.note}", "", "| kind | shares |", "|---|---|",
                       row("scenario", req.scenarios), row("meta-action", req.meta_actions),
                       row("speed band", req.speed_bands)])
+
+
+@dataclass(frozen=True)
+class MiningConfig:
+    run_id: str = knob("", "the evaluated run to mine; empty: the latest one in eval.eval_runs")
+    # every held-out split navsim_eval scored: the request steers only the mix of scenarios,
+    # meta-actions and speeds, never towards the benchmark's own clips
+    splits: tuple[str, ...] = knob(("val", "test", BENCHMARK_SPLIT), "held-out splits whose windows are mined")
+    budget_windows: int = knob(200, "windows the data request asks for (a turn's data budget)")
+
+    def __post_init__(self) -> None:
+        if self.budget_windows < 1 or not self.splits:
+            raise ValueError(f"budget_windows={self.budget_windows} (>= 1), splits={list(self.splits)} (at least one)")
+
+
+def clip_facts(roots: Sequence[str | Path]) -> tuple[dict[str, str], dict[tuple[str, int], float]]:
+    """Each clip's twin scenario and each window's v0, from the lakes at `roots` (the training lake
+    and the benchmark's): the scenario from the twin ground truth the chunks table lists (real PAI
+    has none), v0 from unicycle_targets."""
+    scenario_of: dict[str, str] = {}
+    v0_of: dict[tuple[str, int], float] = {}
+    for root in roots:
+        if not io.exists(str(root), T.CHUNKS):
+            continue
+        files = io.read(str(root), T.CHUNKS, columns=["feature", "local_path"]).to_pylist()
+        for f in files:
+            if f["feature"] == "twin_scenario" and Path(f["local_path"]).is_file():
+                sc = pq.read_table(f["local_path"], columns=["clip_id", "scenario"]).to_pylist()
+                scenario_of |= {r["clip_id"]: r["scenario"] for r in sc}
+        if io.exists(str(root), T.UNICYCLE_TARGETS):
+            t = io.read(str(root), T.UNICYCLE_TARGETS, columns=["clip_id", "t0_us", "v0_mps"]).to_pylist()
+            v0_of |= {(r["clip_id"], r["t0_us"]): r["v0_mps"] for r in t}
+    return scenario_of, v0_of

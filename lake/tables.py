@@ -205,5 +205,43 @@ QA_RESULTS = Table(
     key=("table_name", "partition_key", "check"),
 )
 
+HARD_EXAMPLES = Table(
+    "hard_examples", "gold",
+    # one row per window of an evaluated run where the agent does worse than the strongest baseline
+    # or fails an EPDMS multiplier or sub-score (evals/mining.py): why, and how badly
+    _s(_req("run_id", pa.string()), _req("request_id", pa.string()), _req("split", pa.string()),
+       _req("chunk", pa.string()), _req("clip_id", pa.string()), _req("t0_us", pa.int64()), ("scenario", pa.string()),
+       ("meta_action", pa.string()), ("command", pa.string()), ("v0_mps", pa.float64()), ("speed_band", pa.string()),
+       _req("baseline", pa.string()), ("agent_epdms", pa.float64()), ("baseline_epdms", pa.float64()),
+       ("agent_ade_6p4s", pa.float64()), ("baseline_ade_6p4s", pa.float64()), _req("reasons", pa.string()),
+       ("failed", pa.string()), _req("severity", pa.float64())),
+    partition_by=("run_id",),
+    key=("run_id", "split", "clip_id", "t0_us"),
+)
+
+DATA_REQUESTS = Table(
+    "data_requests", "gold",
+    # one row per evaluated run: the data request mined from its hard examples (core/request.py JSON)
+    _s(_req("request_id", pa.string()), _req("run_id", pa.string()), _req("windows", pa.int64()),
+       _req("request", pa.string()), _req("hard_windows", pa.int64()), _req("evaluated_windows", pa.int64()),
+       _req("created_us", pa.int64())),
+    partition_by=("run_id",),
+    key=("run_id",),
+)
+
+ACQUISITIONS = Table(
+    "acquisitions", "gold",
+    # lineage: one row per clip acquired to answer a request (twin chunk by request, or PAI triage),
+    # or per reweighting of a request; which request and evaluated run caused it, and what it cost
+    _s(_req("request_id", pa.string()), _req("run_id", pa.string()), _req("method", pa.string()),
+       _req("source", pa.string()), ("chunk", pa.string()), ("clip_id", pa.string()), ("scenario", pa.string()),
+       ("meta_actions", pa.string()), ("match_score", pa.float64()), ("windows", pa.int64()),
+       ("bytes_fetched", pa.int64()), ("bytes_whole", pa.int64()), ("note", pa.string()),
+       _req("acquired_us", pa.int64())),
+    partition_by=("request_id",),
+    key=("request_id", "method", "chunk", "clip_id"),
+)
+
 ALL_TABLES = (CHUNKS, CLIPS, EGOMOTION, FRAMES, UNICYCLE_TARGETS, COMMANDER_LABELS, SHARD_MANIFEST, QUARANTINE,
-              TRAINING_METRICS, TRAINING_RUNS, EVAL_WINDOWS, EVAL_RUNS, EVAL_STATS, QA_RESULTS)
+              TRAINING_METRICS, TRAINING_RUNS, EVAL_WINDOWS, EVAL_RUNS, EVAL_STATS, QA_RESULTS, HARD_EXAMPLES,
+              DATA_REQUESTS, ACQUISITIONS)

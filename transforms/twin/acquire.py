@@ -99,3 +99,18 @@ def acquire_twin(root: str | Path, cfg: TwinConfig, request: DataRequest, *, see
             write_chunk(root, cfg, chunk)
         out.append(AcquiredChunk(chunk, ids[chunk], list(p["scenarios"]), request.request_id, new))
     return out
+
+
+def acquisition_rows(acquired: list[AcquiredChunk], request: DataRequest, *, acquired_us: int,
+                     seconds: float) -> list[dict]:
+    """`acquisitions` rows (lake.tables.ACQUISITIONS): one per acquired clip, with its scenario and
+    the request's share of it as the match score."""
+    from transforms.pai_layout import chunk_key
+
+    n = windows_per_clip(seconds)
+    return [{"request_id": request.request_id, "run_id": request.run_id, "method": "twin", "source": "twin",
+             "chunk": chunk_key(a.chunk_id), "clip_id": clip, "scenario": sc, "meta_actions": None,
+             "match_score": request.scenarios.get(sc, 0.0) * max(len(request.scenarios), 1), "windows": n,
+             "bytes_fetched": None, "bytes_whole": None,
+             "note": "acquired before for this request" if not a.new else None, "acquired_us": acquired_us}
+            for a in acquired for clip, sc in zip(a.clip_ids, a.scenarios, strict=True)]
