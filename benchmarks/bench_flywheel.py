@@ -35,7 +35,7 @@ import numpy as np
 from core.request import DataRequest, format_weights
 from core.stats import clip_bootstrap, paired_difference
 from evals.benchmark import BENCHMARK_SPLIT, BenchmarkConfig, build_benchmark, build_twin_lake, lake_twin_chunk
-from evals.mining import data_request, hard_examples, windows_of
+from evals.mining import data_request, mine_hard_examples, windows_of
 from evals.navsim_eval import evaluate, lake_windows
 from evals.scorecard import FIELD_AGENT
 from lake import io
@@ -94,7 +94,7 @@ def train_and_score(lake: Path, recipe: TrainConfig, runs: Path, bench: tuple, *
                 log=lambda s: None, progress_bar=False)
     wall = max((r["wall_s"] for r in res.metrics if r["split"] == "train"), default=0.0)
     rows, _, _ = evaluate(windows, _agent(res.checkpoint), scenes, poses, wrong_command=False, seed=0)
-    hard, _ = hard_examples(rows, scenario_of, v0_of)
+    hard, _ = mine_hard_examples(rows, scenario_of, v0_of)
     nxt = data_request(hard, windows_of(rows, scenario_of, v0_of), budget_windows=budget, run_id=res.run_id)
     agent = [{"clip_id": r["clip_id"], "t0_us": r["t0_us"], "scenario": scenario_of.get(r["clip_id"]),
               **{m: r[m] for m in METRICS}} for r in rows if r["policy"] == FIELD_AGENT]

@@ -7,6 +7,8 @@ after it (a re-fetch, a relabel, a fix) — and then so does everything downstre
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -44,3 +46,37 @@ def with_execution_sets(assets: Sequence[str], sets: Sequence[frozenset[str]]) -
         if out & group:
             out |= group
     return sorted(out)
+
+
+@dataclass(frozen=True)
+class TurnDue:
+    due: bool
+    new_windows: int  # training windows in the shards now, beyond those the last run trained on
+    why: str
+    data_key: str  # identifies the data a turn would train on (a run key: one turn per state)
+
+
+def turn_due(manifest: Sequence[Mapping], runs: Sequence[Mapping], *, min_windows: int) -> TurnDue:
+    """Whether the flywheel should turn: enough new training windows since the last training run.
+
+    `manifest`: shard_manifest rows; `runs`: training_runs rows (their config records the training
+    windows they read, `train_samples`). The label set counted is the last run's, else the largest.
+    """
+    last = max(runs, key=lambda r: r["finished_us"]) if runs else None
+    trained = json.loads(str(last["config"])) if last else {}
+    sets: dict[tuple[str, str], list[Mapping]] = {}
+    for r in manifest:
+        sets.setdefault((r["labeler"] or "", r["labeler_version"] or ""), []).append(r)
+    if not sets:
+        return TurnDue(False, 0, "no shards yet: ingest chunks first (the new_chunks sensor)", "")
+    key = (trained.get("labeler", ""), trained.get("labeler_version", ""))
+    rows = sets.get(key) or max(sets.values(), key=lambda rs: sum(r["samples"] for r in rs if r["split"] == "train"))
+    now = sum(r["samples"] for r in rows if r["split"] == "train")
+    before = int(trained.get("train_samples", 0))
+    new = now - before
+    data_key = hashlib.sha256(json.dumps(sorted((r["path"], r["sha256"]) for r in rows)).encode()).hexdigest()[:16]
+    since = f"since run {last['run_id']} ({before} windows)" if last else "and no run yet"
+    if new < min_windows:
+        return TurnDue(False, new, f"{new} new training windows {since}; a turn starts at {min_windows} "
+                                   "(FLYWHEEL_RETRAIN_MIN_WINDOWS)", data_key)
+    return TurnDue(True, new, f"{new} new training windows {since} >= {min_windows}", data_key)

@@ -3,8 +3,11 @@
 
 import dagster as dg
 
+from dagster_project.backfill import turn_due
 from dagster_project.partitions import chunks
-from dagster_project.resources import PAISourceResource
+from dagster_project.resources import LakeResource, PAISourceResource
+from flywheel.settings import Settings
+from lake import tables as T
 from transforms.pai_layout import chunk_key
 
 INGEST = dg.AssetSelection.assets("raw_chunks", "clip_index", "egomotion", "frames", "unicycle_targets",
@@ -20,3 +23,20 @@ def new_chunks(context: dg.SensorEvaluationContext, source: PAISourceResource) -
         dynamic_partitions_requests=[chunks.build_add_request(new)] if new else [],
         run_requests=[dg.RunRequest(partition_key=k) for k in new],  # runs the sensor's asset_selection
     )
+
+
+# One turn of the flywheel: retrain on what the shards hold, evaluate, mine the failures, acquire.
+TURN = dg.AssetSelection.assets("train_field_agent", "navsim_eval", "hard_examples", "acquisitions")
+
+
+@dg.sensor(minimum_interval_seconds=600, default_status=dg.DefaultSensorStatus.STOPPED, asset_selection=TURN)
+def flywheel_turn(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SkipReason | dg.RunRequest:
+    """Turn the flywheel (train → navsim_eval → hard_examples → acquisitions) once enough new training
+    windows have arrived since the last training run (FLYWHEEL_RETRAIN_MIN_WINDOWS, default 200); what
+    the turn acquires, new_chunks then ingests, and the next turn trains on."""
+    due = turn_due(lake.read(T.SHARD_MANIFEST).to_pylist(), lake.read(T.TRAINING_RUNS).to_pylist(),
+                   min_windows=Settings.from_env().retrain_min_windows)
+    if not due.due:
+        return dg.SkipReason(due.why)
+    # one run per state of the data: a tick while that run is queued or running adds nothing
+    return dg.RunRequest(run_key=f"turn-{due.data_key}", tags={"flywheel/turn": due.data_key, "flywheel/why": due.why})

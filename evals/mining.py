@@ -52,7 +52,7 @@ def strongest_baseline(rows: Sequence[Mapping]) -> str:
                      f"{list(BASELINES)} with the agent (navsim_eval)")
 
 
-def hard_examples(rows: Sequence[Mapping], scenario_of: Mapping[str, str], v0_of: Mapping[tuple[str, int], float],
+def mine_hard_examples(rows: Sequence[Mapping], scenario_of: Mapping[str, str], v0_of: Mapping[tuple[str, int], float],
                   ) -> tuple[list[dict], str]:
     """The hard windows of one evaluated run (eval_windows rows) and the baseline they are judged
     against. Each row: the window's keys, scenario, meta-action, speed band, the agent's and the

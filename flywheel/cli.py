@@ -10,6 +10,9 @@
                                                     (a flag per field of trainers/config.py)
   flywheel eval [--run-id R --splits S.. --max-windows N ...]
                                                     materialize navsim_eval (evals/config.py), print its scores
+  flywheel turn [--steps N --method auto|twin|triage|reweight --budget-windows W ...]
+                                                    one turn of the flywheel by hand: train, evaluate, mine
+                                                    the hard examples, acquire, ingest; prints what changed
   flywheel tables                                   row counts of the lake's tables
   flywheel demo                                     discover + materialize the graph + print the tables
 """
@@ -22,6 +25,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from core.config import Knob, build, knobs
@@ -268,6 +272,67 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+TURN_ASSETS = f"{GLOBAL_ASSETS},hard_examples,acquisitions"
+
+
+def _turn_state(lake: str) -> dict:
+    """What a turn changes: the latest eval's headline, request and acquisition, and the training data."""
+    from evals.scorecard import headline
+    from lake import io
+    from lake import tables as T
+
+    def latest(table: T.Table, key: str = "finished_us") -> dict | None:
+        rows = io.read(lake, table).to_pylist() if io.exists(lake, table) else []
+        return max(rows, key=lambda r: r[key]) if rows else None
+
+    ev, req, run = latest(T.EVAL_RUNS), latest(T.DATA_REQUESTS, "created_us"), latest(T.TRAINING_RUNS)
+    acq = io.read(lake, T.ACQUISITIONS, where={"request_id": req["request_id"]}).to_pylist() if req else []
+    stats = io.read(lake, T.EVAL_STATS, where={"run_id": ev["run_id"]}).to_pylist() if ev else []
+    manifest = io.read(lake, T.SHARD_MANIFEST, columns=["split", "samples"]).to_pylist()
+    return {"eval_run": ev["run_id"] if ev else None, "headline": headline(stats) if stats else [],
+            "request": req, "acquired": [a for a in acq if a["clip_id"]],
+            "train_windows": sum(r["samples"] for r in manifest if r["split"] == "train"),
+            "trained_run": run["run_id"] if run else None}
+
+
+def cmd_turn(args: argparse.Namespace) -> int:
+    """One turn by hand: train → evaluate → mine → acquire (one Dagster run), then register and ingest
+    the chunks the acquisition added; print what changed."""
+    from dagster_project.partitions import CHUNKS_PARTITION
+    from evals.mining import MiningConfig
+    from transforms.acquire import AcquireConfig
+
+    settings = Settings.from_env()
+    before = _turn_state(settings.lake)
+    ops = {"train_field_agent": {"config": knob_values(args, TrainConfig, TrainData)},
+           "hard_examples": {"config": knob_values(args, MiningConfig)},
+           "acquisitions": {"config": knob_values(args, AcquireConfig)}}
+    materialize(TURN_ASSETS, [""], {"ops": {k: v for k, v in ops.items() if v["config"]}})
+    mid = _turn_state(settings.lake)
+    new = discover(settings) if settings.source == "twin" or mid["acquired"] else []
+    known = set(_instance().get_dynamic_partitions(CHUNKS_PARTITION))
+    if new:
+        materialize(CHUNK_ASSETS, new)
+    after = _turn_state(settings.lake)
+    print(f"\nturn: trained {after['trained_run']} on {mid['train_windows']} training windows; evaluated "
+          f"{after['eval_run']} (before: {before['eval_run'] or 'none'})")
+    for line in after["headline"]:
+        print(f"  {line}")
+    req = after["request"]
+    if req:
+        from core.request import DataRequest
+        from evals.mining import request_md
+
+        print(f"mined: {req['hard_windows']} hard windows of {req['evaluated_windows']}; request:\n"
+              + "\n".join(f"  {line}" for line in request_md(DataRequest.from_json(req["request"])).splitlines()))
+    scen = Counter(a["scenario"] or "?" for a in after["acquired"])
+    print(f"acquired: {len(after['acquired'])} clips ({dict(scen)}) in partitions {new or '(none new)'}; "
+          f"{len(known)} chunk partitions in all")
+    print(f"training windows: {before['train_windows']} -> {after['train_windows']} "
+          f"(+{after['train_windows'] - before['train_windows']}); the next turn trains on them")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="flywheel", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -289,6 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     ev = sub.add_parser("eval", help="score a trained run NAVSIM-style against baselines (materialize navsim_eval)")
     add_knobs(ev, EvalConfig)
     ev.set_defaults(func=cmd_eval)
+    tu = sub.add_parser("turn", help="one turn of the flywheel: train, evaluate, mine, acquire, ingest")
+    from evals.mining import MiningConfig
+    from transforms.acquire import AcquireConfig
+
+    add_knobs(tu, TrainConfig, TrainData, MiningConfig, AcquireConfig, exclude=("run_id", "seed"))
+    tu.set_defaults(func=cmd_turn)
     sub.add_parser("tables", help="row counts of the lake tables").set_defaults(func=cmd_tables)
     sub.add_parser("demo", help="run the main job on the configured source").set_defaults(func=cmd_demo)
     args = p.parse_args(argv)

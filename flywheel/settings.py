@@ -61,6 +61,8 @@ class Settings:
     spark_master: str = "local[2]"
     spark_delta: str = "auto"
     labelers: tuple[str, ...] = (DEFAULT_LABELER,)
+    # the flywheel_turn sensor retrains once this many training windows arrived since the last run
+    retrain_min_windows: int = 200
 
     def __post_init__(self) -> None:
         for name in self.labelers:
@@ -72,6 +74,8 @@ class Settings:
             raise ValueError(f"FLYWHEEL_SPARK_DELTA={self.spark_delta!r}: choose one of {', '.join(DELTA_MODES)}")
         if self.source not in SOURCE_KINDS:
             raise ValueError(f"FLYWHEEL_SOURCE={self.source!r}: choose one of {', '.join(SOURCE_KINDS)}")
+        if self.retrain_min_windows < 1:
+            raise ValueError(f"FLYWHEEL_RETRAIN_MIN_WINDOWS={self.retrain_min_windows}: must be >= 1")
         if self.source == "mirror" and not self.mirror_dir:
             raise ValueError("FLYWHEEL_SOURCE=mirror needs FLYWHEEL_MIRROR_DIR (a PAI-layout directory or HF cache)")
 
@@ -93,6 +97,7 @@ class Settings:
             spark_master=e("FLYWHEEL_SPARK_MASTER") or "local[2]",
             spark_delta=(e("FLYWHEEL_SPARK_DELTA") or "auto").strip().lower(),
             labelers=tuple(n.strip().lower() for n in (e("FLYWHEEL_LABELERS") or DEFAULT_LABELER).split(",") if n.strip()),
+            retrain_min_windows=_num("FLYWHEEL_RETRAIN_MIN_WINDOWS", 200, int),
         )
 
     def features(self) -> tuple[str, ...]:

@@ -127,3 +127,5 @@ class TrainData:
                             "hold now (its latest export)")
     labeler_version: str = knob("", "... and this version of it; empty: the one the shards hold")
     restart: bool = knob(False, "train again even if this config and data already have a finished run")
+    reweight: bool = knob(False, "weight training samples by the latest data request (gold.data_requests): the "
+                                 "zero-download answer to the agent's failures; sets sample_weights")

@@ -121,6 +121,17 @@ def state_action_samples(urls: list[str], limit: int) -> tuple[torch.Tensor, tor
     return torch.tensor(states, dtype=torch.float32), torch.from_numpy(np.stack(actions)).float()
 
 
+def meta_action_counts(labels: pa.Table, clips: pa.Table, label_set: tuple[str, str]) -> dict[str, int]:
+    """Training windows per meta-action: `commander_labels` rows of one label set on train-split clips."""
+    train = {c for c, s in zip(clips.column("clip_id").to_pylist(), clips.column("split").to_pylist(), strict=True)
+             if s == "train"}
+    out: dict[str, int] = {}
+    for r in labels.select(["clip_id", "labeler", "labeler_version", "meta_action"]).to_pylist():
+        if r["clip_id"] in train and (r["labeler"], r["labeler_version"]) == tuple(label_set):
+            out[r["meta_action"]] = out.get(r["meta_action"], 0) + 1
+    return out
+
+
 @dataclass(frozen=True)
 class ShardSet:
     """The shards a training run reads, and the identity of that data."""

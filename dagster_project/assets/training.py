@@ -9,6 +9,7 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 
+from core.request import DataRequest, format_weights
 from core.stats import verdict_word
 from dagster_project.assets._meta import png
 from dagster_project.config import derived_config, to_dataclass
@@ -18,7 +19,7 @@ from evals.benchmark import BENCHMARK_DIR, benchmark_clip_ids, check_disjoint
 from lake import tables as T
 from qa.report import blocking_failures
 from trainers.config import TrainConfig, TrainData
-from trainers.data import shards_from_manifest
+from trainers.data import meta_action_counts, shards_from_manifest
 from trainers.train import BASELINE_PREFIX, TrainResult, strongest_baseline, train, val_headline
 from transforms.plots import curves_png
 
@@ -69,6 +70,23 @@ def _metadata(res: TrainResult, shards_samples: dict[str, int]) -> dict[str, obj
     return md
 
 
+def _reweighted(tc: TrainConfig, lake: LakeResource, labels: tuple[str, str], log: dg.DagsterLogManager) -> TrainConfig:
+    """The config with sample weights from the latest data request and the training label mix."""
+    if tc.sample_weights:
+        raise dg.Failure(f"reweight=true and sample_weights={tc.sample_weights!r}: give one of them", allow_retries=False)
+    rows = lake.read(T.DATA_REQUESTS).to_pylist()
+    if not rows:
+        raise dg.Failure("reweight=true but gold.data_requests is empty: materialize hard_examples first",
+                         allow_retries=False)
+    row = max(rows, key=lambda r: r["created_us"])
+    counts = meta_action_counts(lake.read(T.COMMANDER_LABELS, columns=["clip_id", "labeler", "labeler_version",
+                                                                       "meta_action"]),
+                                lake.read(T.CLIPS, columns=["clip_id", "split"]), labels)
+    weights = format_weights(DataRequest.from_json(row["request"]).sample_weights(counts))
+    log.info(f"reweighting by {row['request_id']} (run {row['run_id']}): {weights}")
+    return dataclasses.replace(tc, sample_weights=weights)
+
+
 @dg.asset(group_name="training", kinds={"pytorch", "safetensors", "delta"}, deps=["webdataset_shards"],
           pool=POOL_ACCELERATOR)
 def train_field_agent(context: dg.AssetExecutionContext, config: TrainFieldAgentConfig,
@@ -92,7 +110,11 @@ def train_field_agent(context: dg.AssetExecutionContext, config: TrainFieldAgent
     except ValueError as exc:
         raise dg.Failure(f"training refused: {exc}") from exc
     context.log.info(f"training on {shards.labels[0]} {shards.labels[1]} labels: {len(shards.chunks)} chunks")
-    knobs = dataclasses.asdict(tc) | {"labeler": shards.labels[0], "labeler_version": shards.labels[1]}
+    if data.reweight:
+        tc = _reweighted(tc, lake, shards.labels, context.log)
+    knobs = dataclasses.asdict(tc) | {"labeler": shards.labels[0], "labeler_version": shards.labels[1],
+                                      # what the flywheel_turn sensor compares new data against
+                                      "train_samples": shards.samples.get("train", 0), "chunks": sorted(shards.chunks)}
     res = train(tc, train_urls=shards.train, val_urls=shards.val,
                 runs_dir=Path(lake.root) / "checkpoints", data_version=shards.data_version, restart=data.restart,
                 log=context.log.info, progress_bar=False)

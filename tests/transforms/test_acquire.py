@@ -22,7 +22,7 @@ REV = "0123456789abcdef0123456789abcdef01234567"
 BENDS = DataRequest(60, meta_actions={"turn_left": 1.0, "turn_right": 1.0})
 
 
-def _triage(reader, into: Path):  # noqa: ANN001, ANN202
+def _triage(reader, into: Path):
     res = triage(reader, BENDS, exclude=set(), clips=1, max_chunks=SMALL.chunks)
     write_chosen(reader, res, into)
     return res
