@@ -300,7 +300,7 @@ def cmd_turn(args: argparse.Namespace) -> int:
     the chunks the acquisition added; print what changed."""
     from dagster_project.partitions import CHUNKS_PARTITION
     from evals.mining import MiningConfig
-    from transforms.acquire import AcquireConfig
+    from labelers.triage import AcquireConfig
 
     settings = Settings.from_env()
     before = _turn_state(settings.lake)
@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.set_defaults(func=cmd_eval)
     tu = sub.add_parser("turn", help="one turn of the flywheel: train, evaluate, mine, acquire, ingest")
     from evals.mining import MiningConfig
-    from transforms.acquire import AcquireConfig
+    from labelers.triage import AcquireConfig
 
     add_knobs(tu, TrainConfig, TrainData, MiningConfig, AcquireConfig, exclude=("run_id", "seed"))
     tu.set_defaults(func=cmd_turn)

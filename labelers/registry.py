@@ -33,6 +33,9 @@ class LabelConfig:
     labeler_env: str = knob("", "alpamayo, standin: their environment (default .labeler-envs/<labeler> of the "
                                 "project, made by `make labeler-env NAME=<labeler>`)")
     phrasing_seed: int = knob(0, "picks among each meta-action's phrasings of the command")
+    keyframes: bool = knob(False, "label only the windows where the kinematic meta-action changes (and each clip's "
+                                  "first); the others carry their keyframe's trace. A label set of its own "
+                                  "(version +keyframes): spends an expensive labeler where behaviour changes")
 
 
 def labeler_class(name: str) -> type[Labeler]:

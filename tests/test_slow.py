@@ -124,6 +124,30 @@ def test_the_cards_commands_work_as_written(demo: Demo) -> None:
 
 
 @pytest.mark.slow
+def test_flywheel_turn_by_hand_on_the_demo(demo: Demo) -> None:
+    """`flywheel turn` on the demo's lake and instance: trains, evaluates, mines the hard examples,
+    acquires twin clips in the request's mix, registers and ingests them, and prints what changed;
+    every acquired clip walks back to the evaluated run whose failures asked for it."""
+    before = io.read(demo.root / "lake", T.SHARD_MANIFEST).to_pylist()
+    proc = _in_venv("flywheel turn --steps 60 --val-every 60 --budget-windows 50 --clips 2", demo.env, 1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+    print(proc.stdout[-2500:])
+    assert re.search(r"^mined: \d+ hard windows of \d+; request:", proc.stdout, re.M), proc.stdout[-2000:]
+    assert re.search(r"^acquired: 2 clips .* in partitions \['chunk_10000'\]", proc.stdout, re.M), proc.stdout[-2000:]
+    lake = demo.root / "lake"
+    acq = io.read(lake, T.ACQUISITIONS).to_pylist()
+    clips = {c["clip_id"] for c in io.read(lake, T.CLIPS, chunk="chunk_10000").to_pylist()}
+    assert clips == {a["clip_id"] for a in acq}  # ingested, and nothing else in that partition
+    request = io.read(lake, T.DATA_REQUESTS, where={"run_id": acq[0]["run_id"]}).to_pylist()
+    assert [r["request_id"] for r in request] == [acq[0]["request_id"]]
+    assert io.read(lake, T.EVAL_RUNS, where={"run_id": acq[0]["run_id"]}).num_rows > 0
+    after = io.read(lake, T.SHARD_MANIFEST).to_pylist()
+    grown = sum(r["samples"] for r in after if r["split"] == "train") - sum(
+        r["samples"] for r in before if r["split"] == "train")
+    assert f"(+{grown})" in proc.stdout and grown >= 0
+
+
+@pytest.mark.slow
 def test_real_size_clip_is_read_by_the_official_reader(tmp_path: Path) -> None:
     cfg = TwinConfig(chunks=1, clips_per_chunk=1, seed=1, width=1920, height=1080, seconds=8.0)
     root = write_twin(tmp_path / "twin", cfg)

@@ -25,8 +25,8 @@ from evals.mining import (
     request_md,
     windows_of,
 )
+from labelers.triage import AcquireConfig, official_reader, triage, triage_rows, write_chosen
 from lake import tables as T
-from transforms.acquire import AcquireConfig, official_reader, triage, triage_rows, write_chosen
 from transforms.pai_layout import chunk_id_of
 from transforms.source import LocalDirSource
 from transforms.twin.acquire import acquire_twin, acquisition_rows, windows_per_clip
@@ -34,7 +34,7 @@ from transforms.twin.acquire import acquire_twin, acquisition_rows, windows_per_
 HardExamplesConfig = derived_config(MiningConfig, name="HardExamplesConfig",
                                     doc="What is mined: evals/mining.py declares every field (MiningConfig).")
 AcquisitionsConfig = derived_config(AcquireConfig, name="AcquisitionsConfig",
-                                    doc="How a request is answered: transforms/acquire.py declares every field.")
+                                    doc="How a request is answered: labelers/triage.py declares every field.")
 PAI_CLIP_S = 20.0  # a PAI clip's length: how many clips a request's windows take
 EVAL_COLUMNS = [c for c in T.EVAL_WINDOWS.schema.names if c not in ("pred_xy", "pred_yaw")]
 

@@ -13,6 +13,7 @@ from dagster_project.stages import chunk_asset
 from engines import EmbeddedEngine, Engine
 from engines.stage import StageJob, StageRun
 from labelers.build import LABELS_STAGE, LabelPlan
+from labelers.keyframes import KeyframeLabeler
 from labelers.registry import IMAGE_LABELERS, MODEL_LABELERS, PROJECT, LabelConfig, make_labeler
 from lake import tables as T
 from transforms.pai_layout import chunk_id_of
@@ -32,6 +33,8 @@ def _job(context: dg.AssetExecutionContext, lake: LakeResource, key: str,
 
     labeler = make_labeler(config.labeler, files, vlm_model_dir=config.vlm_model_dir, env_dir=config.labeler_env,
                            workdir=Path(lake.root) / ".labeling" / context.run_id / key, launch=launch)
+    if config.keyframes:
+        labeler = KeyframeLabeler(labeler)
     # the gate is in the data: only clips the index still holds usable, whatever targets exist
     usable = set(lake.read(T.CLIPS, chunk=key, where={"status": "ok"}, columns=["clip_id"]).column("clip_id").to_pylist())
     clips = usable & set(lake.read(T.UNICYCLE_TARGETS, chunk=key, columns=["clip_id"]).column("clip_id").to_pylist())
@@ -42,9 +45,11 @@ def _job(context: dg.AssetExecutionContext, lake: LakeResource, key: str,
 
 def _summary(key: str, run: StageRun, job: StageJob) -> dict[str, Any]:
     labels, labeler = run.outputs["labels"], job.plan.labeler  # type: ignore[attr-defined]
+    carried = sum('"carried_from_t0_us"' in t for t in labels.column("trace").to_pylist())
     return {
         "labeler": labeler.name, "labeler_version": labeler.version, "windows_labeled": labels.num_rows,
         "windows_flagged": run.quarantine.num_rows, "delta_version": run.versions[T.COMMANDER_LABELS.name],
+        "windows_carried_from_keyframes": carried,
         "meta_actions": dg.MetadataValue.md(_counts_md(Counter(labels.column("meta_action").to_pylist()), "meta-action")),
         "commands": dg.MetadataValue.md(_counts_md(Counter(labels.column("command").to_pylist()), "command")),
         "sample": preview(labels, 8, ["clip_id", "t0_us", "meta_action", "command", "confidence"]),

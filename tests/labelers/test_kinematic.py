@@ -71,3 +71,38 @@ def test_lane_change_activity_marks_the_whole_manoeuvre() -> None:
     assert act.min() == 0 and 9 <= on[0] <= 15 and 45 <= on[-1] <= 51  # ~1.0 .. 5.0 s
     sway = 0.12 * np.sin(2 * np.pi * t / 5.0)
     assert not lane_change_activity(sway).any()
+
+
+class _Counting(KinematicLabeler):
+    """The kinematic labeler standing in for an expensive one: counts the windows it is asked for."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.seen = 0
+        self.fail = fail
+
+    def label(self, windows: list) -> list:
+        from labelers.base import LabelFailure
+
+        self.seen += len(windows)
+        return [LabelFailure("model down")] * len(windows) if self.fail else super().label(windows)
+
+
+def test_keyframe_labeling_spends_the_labeler_where_the_meta_action_changes(labeled: tuple) -> None:
+    from labelers.base import LabelFailure
+    from labelers.keyframes import KeyframeLabeler
+
+    _, preds, contexts = labeled
+    inner = _Counting()
+    kf = KeyframeLabeler(inner)
+    out = kf.label(contexts)
+    clips = {w.clip_id for w in contexts}
+    print(f"\nkeyframes: {inner.seen} of {len(contexts)} windows labelled ({len(clips)} clips)")
+    assert len(clips) <= inner.seen < len(contexts) / 2  # every clip's first window, and the changes
+    assert kf.version == "1.0+keyframes" and all(t.labeler_version == kf.version for t in out)
+    # with the kinematic labeler inside, carrying the keyframe's label loses nothing
+    assert [t.meta_action for t in out] == preds
+    carried = [t for t in out if "carried_from_t0_us" in t.extra]
+    assert len(carried) == len(contexts) - inner.seen
+    down = KeyframeLabeler(_Counting(fail=True)).label(contexts[:30])
+    assert all(isinstance(r, LabelFailure) for r in down)
+    assert any("its keyframe" in r.reason for r in down)

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from core.request import DataRequest
+from labelers.triage import official_reader, triage, triage_rows, write_chosen
 from tests.conftest import SMALL
 from transforms import pai_layout as L
-from transforms.acquire import official_reader, triage, triage_rows, write_chosen
 from transforms.index import index_chunk
 from transforms.source import LocalDirSource, TwinSource, write_hf_cache
 from transforms.twin.acquire import acquire_twin, acquisition_rows, plan_scenarios
@@ -91,3 +91,22 @@ def test_twin_acquisition_follows_the_request_and_is_idempotent(tmp_path: Path) 
     assert len(rows) == 6 and {r["request_id"] for r in rows} == {req.request_id}
     with pytest.raises(ValueError, match="does not simulate"):
         acquire_twin(root, SMALL, DataRequest(10, scenarios={"roundabout": 1.0}))
+
+
+def test_triage_falls_back_to_the_whole_chunk_when_member_reads_fail(twin_dir: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "hf"
+    write_hf_cache(twin_dir, cache, REV)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    reader = official_reader(cache, revision=REV)
+
+    def refuse(*args: object, **kw: object) -> None:
+        raise OSError("416 Range Not Satisfiable")
+
+    monkeypatch.setattr(reader, "get_clip_feature_paths", refuse)
+    res = _triage(reader, tmp_path / "into")
+    clip = res.chosen[0]
+    whole_camera = (twin_dir / L.FEATURES[L.FRONT_CAMERA].path(clip.chunk)).stat().st_size
+    assert res.member_bytes[clip.clip_id] == whole_camera and "whole chunk file" in res.notes[0]
+    assert "416" in res.notes[0]
+    assert LocalDirSource(tmp_path / "into").list_chunks() == [clip.chunk]  # the clip still arrived
