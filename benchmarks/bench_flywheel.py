@@ -37,7 +37,7 @@ from core.stats import clip_bootstrap, paired_difference
 from evals.benchmark import BENCHMARK_SPLIT, BenchmarkConfig, build_benchmark, build_twin_lake, lake_twin_chunk
 from evals.mining import data_request, mine_hard_examples, windows_of
 from evals.navsim_eval import evaluate, lake_windows
-from evals.scorecard import FIELD_AGENT
+from evals.scorecard import BASELINES, FIELD_AGENT
 from lake import io
 from lake import tables as T
 from trainers.agent import FieldAgent
@@ -142,6 +142,18 @@ def run_strategy(strategy: str, out: str, turns: int, clips_per_turn: int, recip
     return records
 
 
+def baselines(out: Path, clips_per_scenario: int, targeted: set[str]) -> None:
+    """The baselines on the same benchmark windows (they do not change from turn to turn): the bar
+    every turn's agent is read against."""
+    windows, scenes, poses, scenario_of, _ = _bench(out, clips_per_scenario)
+    rows, _, _ = evaluate(windows, None, scenes, poses, wrong_command=False, seed=0)
+    for policy in BASELINES:
+        rec = {"agent": [{"clip_id": r["clip_id"], "t0_us": r["t0_us"], "scenario": scenario_of.get(r["clip_id"]),
+                          **{m: r[m] for m in METRICS}} for r in rows if r["policy"] == policy]}
+        print(f"{policy} on the same windows: EPDMS {_fmt(estimate(rec, 'epdms'))}, targeted "
+              f"{_fmt(estimate(rec, 'epdms', targeted))}; ADE@6.4 s {_fmt(estimate(rec, 'ade_6p4s'), '.2f')} m")
+
+
 def _values(rec: dict, metric: str, only: set[str] | None) -> dict[tuple[str, int], tuple[str, float]]:
     return {(a["clip_id"], a["t0_us"]): (a["clip_id"], a[metric]) for a in rec["agent"]
             if a[metric] is not None and (only is None or a["scenario"] in only)}
@@ -230,6 +242,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1200, help="training steps per turn (from scratch)")
     ap.add_argument("--workers", type=int, default=2, help="strategies run side by side")
     ap.add_argument("--clips-per-scenario", type=int, default=6, help="the benchmark set's size (8 scenarios)")
+    ap.add_argument("--report-only", action="store_true", help="report the turns a previous run wrote under --out")
     a = ap.parse_args()
     out = Path(a.out)
     t0 = time.perf_counter()
@@ -246,13 +259,18 @@ def main() -> None:
     start = json.loads((start_p / "turn0.json").read_text())
     print(f"start: {start['train_clips']} training clips, run {start['run_id']}, {start['hard']} hard windows; "
           f"request {start['next_request']['scenarios']} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    # spawn: a forked child of a process that used delta-rs' runtime panics in it
-    with ProcessPoolExecutor(a.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        done = dict(zip(STRATEGIES, pool.map(run_strategy, STRATEGIES, [str(out)] * 3, [a.turns] * 3,
-                                             [a.clips_per_turn] * 3, [recipe] * 3, [a.clips_per_scenario] * 3),
-                                    strict=True))
+    if a.report_only:
+        done = {s: [json.loads((out / s / f"turn{t}.json").read_text()) for t in range(1, a.turns + 1)]
+                for s in STRATEGIES}
+    else:
+        # spawn: a forked child of a process that used delta-rs' runtime panics in it
+        with ProcessPoolExecutor(a.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            done = dict(zip(STRATEGIES, pool.map(run_strategy, STRATEGIES, [str(out)] * 3, [a.turns] * 3,
+                                                 [a.clips_per_turn] * 3, [recipe] * 3, [a.clips_per_scenario] * 3),
+                                        strict=True))
     req = start["next_request"]["scenarios"]
     targeted = {s for s, v in req.items() if v > 1 / len(req)}
+    baselines(out, a.clips_per_scenario, targeted)
     result = report(start, done, targeted, out)
     (out / "flywheel.json").write_text(json.dumps(result, indent=1))
     print(f"\n{out / 'flywheel.png'}; figures {out / 'flywheel.json'}; {time.perf_counter() - t0:.0f} s in all")

@@ -25,6 +25,7 @@ import pyarrow as pa
 from transforms import pai_layout as L
 from transforms.ids import inside
 from transforms.twin.writer import (
+    ACQUIRED_BASE,
     TwinConfig,
     acquired_plans,
     chunk_is_written,
@@ -245,7 +246,8 @@ class TwinSource(LocalDirSource):
         if not 0 <= chunk_id < self.config.chunks and chunk_id not in acquired_plans(self.root):
             raise SourceError(f"unknown chunk {chunk_id}: the twin has chunks 0..{self.config.chunks - 1} "
                               "(raise FLYWHEEL_TWIN_CHUNKS for more) and no acquired chunk of that id")
-        if not (self.root / "features.csv").is_file():
+        if not (self.root / "features.csv").is_file() or chunk_id >= ACQUIRED_BASE:
+            # an acquired chunk's clips must be in the clip index, whoever rewrote it last
             write_metadata(self.root, self.config)
         if not chunk_is_written(self.root, chunk_id):
             log.info("twin: generating chunk %d under %s", chunk_id, self.root)

@@ -28,7 +28,7 @@ from evals.mining import (
 from labelers.triage import AcquireConfig, official_reader, triage, triage_rows, write_chosen
 from lake import tables as T
 from transforms.pai_layout import chunk_id_of
-from transforms.source import LocalDirSource
+from transforms.source import LocalDirSource, TwinSource
 from transforms.twin.acquire import acquire_twin, acquisition_rows, windows_per_clip
 
 HardExamplesConfig = derived_config(MiningConfig, name="HardExamplesConfig",
@@ -125,13 +125,21 @@ def acquisitions(context: dg.AssetExecutionContext, config: AcquisitionsConfig, 
     request = _request(lake, cfg.request_id)
     method = cfg.method if cfg.method != "auto" else ("twin" if source.kind == "twin" else "triage")
     now = time.time_ns() // 1000
-    extra: dict = {}
-    if method == "twin":
-        s = source.settings()
-        got = acquire_twin(s.twin_dir, s.twin, request, seed=cfg.seed, clips=cfg.clips or None)
-        rows = acquisition_rows(got, request, acquired_us=now, seconds=s.twin.seconds)
+    before = [r for r in lake.read(T.ACQUISITIONS, where={"request_id": request.request_id}).to_pylist()
+              if r["method"] == method]
+    extra: dict = {"already_acquired": bool(before)}
+    if before and method != "twin":  # answered once: a retry neither fetches again nor loses the lineage
+        rows = before
+    elif method == "twin":  # idempotent itself: an answered request gets its chunks back
+        src = source.source()
+        if not isinstance(src, TwinSource):
+            raise dg.Failure(f"method=twin needs the twin source; this deployment's is {source.kind!r}: use triage")
+        got = acquire_twin(src.root, src.config, request, seed=cfg.seed, clips=cfg.clips or None)
+        rows = acquisition_rows(got, request, acquired_us=now, seconds=src.config.seconds)
+        extra["already_acquired"] = not any(a.new for a in got)
     elif method == "triage":
-        rows, extra = _triage(cfg, source, request, lake, context.log)
+        rows, triaged = _triage(cfg, source, request, lake, context.log)
+        extra |= triaged
     else:
         rows = [{"request_id": request.request_id, "run_id": request.run_id, "method": "reweight", "source": "none",
                  "chunk": "", "clip_id": "", "note": "no download: train with reweight=true to weight samples by "

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 import pytest
 
 from core.request import DataRequest, parse_weights
@@ -92,3 +93,37 @@ def test_one_turn_of_the_flywheel_on_the_twin(tmp_path: Path, monkeypatch: pytes
     runs = sorted(io.read(lake, T.TRAINING_RUNS).to_pylist(), key=lambda r: r["finished_us"])
     cfg = json.loads(runs[-1]["config"])
     assert parse_weights(cfg["sample_weights"]) and cfg["train_samples"] > json.loads(runs[0]["config"])["train_samples"]
+
+
+def test_acquisitions_triage_a_mirror_into_the_folder_the_pipeline_ingests(twin_dir: Path, tmp_path: Path) -> None:
+    """The asset's triage path: candidate chunks from a pool (here a mirror), the chosen clips
+    written where the mirror source reads, the bytes in metadata and the lineage rows."""
+    from tests.conftest import SMALL
+
+    lake = tmp_path / "lake"
+    request = DataRequest(20, meta_actions={"turn_left": 1.0, "turn_right": 1.0}, run_id="tiny-abc")
+    io.overwrite_partition(lake, T.DATA_REQUESTS, pa.Table.from_pylist([{
+        "request_id": request.request_id, "run_id": "tiny-abc", "windows": 20, "request": request.to_json(),
+        "hard_windows": 3, "evaluated_windows": 10, "created_us": 1}], schema=T.DATA_REQUESTS.schema),
+        extra={"run_id": "tiny-abc"})
+    into = tmp_path / "acquired"
+    res = {"lake": LakeResource(root=str(lake)), "engine": EngineResource(),
+           "source": PAISourceResource(kind="mirror", mirror_dir=str(into))}
+    run = {"ops": {"acquisitions": {"config": {"pool": str(twin_dir), "clips": 1, "max_chunks": SMALL.chunks}}}}
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([flywheel.acquisitions], instance=instance, resources=res, run_config=run).success
+    meta = instance.get_latest_materialization_event(dg.AssetKey("acquisitions")).asset_materialization.metadata
+    assert meta["method"].value == "triage" and meta["clips"].value == 1
+    assert 0 < meta["bytes_fetched"].value < meta["bytes_whole_chunks"].value
+    rows = io.read(lake, T.ACQUISITIONS).to_pylist()
+    chosen = [r for r in rows if r["clip_id"]]
+    assert len(chosen) == 1 and json.loads(chosen[0]["meta_actions"]).keys() & {"turn_left", "turn_right"}
+    assert sum(r["bytes_fetched"] for r in rows) == meta["bytes_fetched"].value
+    # the folder is the mirror the pipeline ingests: the new_chunks sensor finds the chunk there
+    found = new_chunks(dg.build_sensor_context(instance=instance, resources={"source": res["source"]}))
+    assert [r.partition_key for r in found.run_requests] == [chosen[0]["chunk"]]
+    # a request is answered once: materializing again fetches nothing and keeps the lineage
+    assert dg.materialize([flywheel.acquisitions], instance=instance, resources=res, run_config=run).success
+    meta = instance.get_latest_materialization_event(dg.AssetKey("acquisitions")).asset_materialization.metadata
+    assert meta["already_acquired"].value is True
+    assert io.read(lake, T.ACQUISITIONS).to_pylist() == rows
