@@ -57,7 +57,10 @@ def mine_hard_examples(rows: Sequence[Mapping], scenario_of: Mapping[str, str], 
     """The hard windows of one evaluated run (eval_windows rows) and the baseline they are judged
     against. Each row: the window's keys, scenario, meta-action, speed band, the agent's and the
     baseline's EPDMS and ADE@6.4 s, `reasons`, `failed` sub-scores and `severity`:
-    max(EPDMS deficit, ADE excess / ADE_SCALE_M) + FAIL_WEIGHT per failed sub-score."""
+    max(EPDMS deficit, ADE excess / ADE_SCALE_M) + FAIL_WEIGHT per failed sub-score that the baseline
+    passes on that window. A failure the baseline shares is listed ("so does ...") but weighs nothing:
+    the window is hard for a simple policy too, and the request (`data_request`) should go where the
+    agent falls behind what kinematics alone achieves."""
     base = strongest_baseline(rows)
     by_key = {(r["policy"], r["split"], r["clip_id"], r["t0_us"]): r for r in rows}
     out = []
@@ -74,7 +77,8 @@ def mine_hard_examples(rows: Sequence[Mapping], scenario_of: Mapping[str, str], 
         if ade_a - ade_b > ADE_MARGIN_M:
             reasons.append(f"ade_6p4s {ade_a:.1f} m > {base} {ade_b:.1f} m")
         failed = [m for m in FAILABLE if _num(r.get(m)) < 0.5]
-        reasons += [f"fails {m}" for m in failed]
+        shared = [m for m in failed if _num(b.get(m)) < 0.5]  # the baseline fails it on this window too
+        reasons += [f"fails {m}" + (f" (so does {base})" if m in shared else "") for m in failed]
         if not reasons:
             continue
         deficit = max(np.nan_to_num(ep_b - ep_a, nan=0.0), np.nan_to_num((ade_a - ade_b) / ADE_SCALE_M, nan=0.0), 0.0)
@@ -88,14 +92,16 @@ def mine_hard_examples(rows: Sequence[Mapping], scenario_of: Mapping[str, str], 
             "agent_ade_6p4s": None if np.isnan(ade_a) else ade_a,
             "baseline_ade_6p4s": None if np.isnan(ade_b) else ade_b,
             "reasons": "; ".join(reasons), "failed": ",".join(failed),
-            "severity": round(float(deficit + FAIL_WEIGHT * len(failed)), 6)})
+            "severity": round(float(deficit + FAIL_WEIGHT * (len(failed) - len(shared))), 6)})
     return out, base
 
 
 def _group_keys(row: Mapping, kind: str) -> list[str]:
     if kind == "failed":
         failed = [f for f in str(row["failed"] or "").split(",") if f]
-        return failed + (["worse_than_baseline"] if row["severity"] > FAIL_WEIGHT * len(failed) else [])
+        ep = _num(row["baseline_epdms"]) - _num(row["agent_epdms"])
+        ade = _num(row["agent_ade_6p4s"]) - _num(row["baseline_ade_6p4s"])
+        return failed + (["worse_than_baseline"] if ep > EPDMS_MARGIN or ade > ADE_MARGIN_M else [])
     value = row.get(kind)
     return [str(value)] if value else []
 
