@@ -309,8 +309,14 @@ def cmd_turn(args: argparse.Namespace) -> int:
            "acquisitions": {"config": knob_values(args, AcquireConfig)}}
     materialize(TURN_ASSETS, [""], {"ops": {k: v for k, v in ops.items() if v["config"]}})
     mid = _turn_state(settings.lake)
-    new = discover(settings) if settings.source == "twin" or mid["acquired"] else []
-    known = set(_instance().get_dynamic_partitions(CHUNKS_PARTITION))
+    discover(settings)
+    # every registered chunk whose shards were never made: the ones just acquired, and any an
+    # interrupted turn registered but did not ingest
+    import dagster as dg
+
+    instance = _instance()
+    known = set(instance.get_dynamic_partitions(CHUNKS_PARTITION))
+    new = sorted(known - instance.get_materialized_partitions(dg.AssetKey("webdataset_shards")))
     if new:
         materialize(CHUNK_ASSETS, new)
     after = _turn_state(settings.lake)
@@ -326,7 +332,7 @@ def cmd_turn(args: argparse.Namespace) -> int:
         print(f"mined: {req['hard_windows']} hard windows of {req['evaluated_windows']}; request:\n"
               + "\n".join(f"  {line}" for line in request_md(DataRequest.from_json(req["request"])).splitlines()))
     scen = Counter(a["scenario"] or "?" for a in after["acquired"])
-    print(f"acquired: {len(after['acquired'])} clips ({dict(scen)}) in partitions {new or '(none new)'}; "
+    print(f"acquired: {len(after['acquired'])} clips ({dict(scen)}); ingested partitions {new or '(none new)'}; "
           f"{len(known)} chunk partitions in all")
     print(f"training windows: {before['train_windows']} -> {after['train_windows']} "
           f"(+{after['train_windows'] - before['train_windows']}); the next turn trains on them")
