@@ -37,6 +37,8 @@ ASSET_TABLES: dict[str, tuple[Table, ...]] = {
     "webdataset_shards": (T.SHARD_MANIFEST, T.QUARANTINE),
     "train_field_agent": (T.TRAINING_RUNS, T.TRAINING_METRICS),
     "navsim_eval": (T.EVAL_RUNS, T.EVAL_WINDOWS, T.EVAL_STATS),
+    "hard_examples": (T.HARD_EXAMPLES, T.DATA_REQUESTS),
+    "acquisitions": (T.ACQUISITIONS,),
 }
 WHOLE = "all"  # the partition_key of tables validated whole (not partitioned by chunk)
 

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.request import SPEED_BANDS
 from core.vocab import META_ACTIONS
 from lake import tables as T
 from lake.tables import Table
@@ -307,5 +308,22 @@ SUITES: dict[str, Suite] = {s.table.name: s for s in (
         *not_null(("mean", "lo", "hi")),
         between("clips", 1, None, "every estimate has a clip"),
         in_set("group_kind", ("all", "scenario", "meta_action"), "group kinds"),
+    ), blocking=False),
+    Suite(T.HARD_EXAMPLES, (
+        *schema_checks(T.HARD_EXAMPLES),
+        between("severity", 0.0, None, "severity >= 0"),
+        in_set("speed_band", tuple(name for name, _, _ in SPEED_BANDS), "speed bands"),
+        in_set("baseline", ("constant_velocity", "constant_controls"), "judged against a baseline"),
+        *(between(m, 0.0, 1.0, f"{m} in 0..1") for m in ("agent_epdms", "baseline_epdms")),
+    ), blocking=False),
+    Suite(T.DATA_REQUESTS, (
+        *schema_checks(T.DATA_REQUESTS),
+        between("windows", 1, None, "asks for at least one window"),
+        between("hard_windows", 0, None, "hard windows >= 0"),
+    ), blocking=False),
+    Suite(T.ACQUISITIONS, (
+        *schema_checks(T.ACQUISITIONS),
+        in_set("method", ("twin", "triage", "reweight"), "acquisition methods"),
+        between("bytes_fetched", 0, None, "bytes fetched >= 0"),
     ), blocking=False),
 )}

@@ -13,6 +13,7 @@ import pytest
 
 from core.request import DataRequest, parse_weights
 from dagster_project.assets import evaluation, flywheel, ingest, labels, shards, targets, training
+from dagster_project.checks import qa_checks_for
 from dagster_project.partitions import CHUNKS_PARTITION
 from dagster_project.resources import EngineResource, LakeResource, PAISourceResource, TwinKnobs
 from dagster_project.sensors import flywheel_turn, new_chunks
@@ -40,9 +41,14 @@ def test_one_turn_of_the_flywheel_on_the_twin(tmp_path: Path, monkeypatch: pytes
                    "navsim_eval": {"config": {"wrong_command": False}},
                    "hard_examples": {"config": {"budget_windows": 12}},
                    "acquisitions": {"config": {"method": "twin", "clips": 2}}}}
-    assert dg.materialize([training.train_field_agent, evaluation.benchmark_set, evaluation.navsim_eval,
-                           flywheel.hard_examples, flywheel.acquisitions], instance=instance, resources=res,
-                          run_config=run).success
+    loop = [flywheel.hard_examples, flywheel.acquisitions]
+    result = dg.materialize([training.train_field_agent, evaluation.benchmark_set, evaluation.navsim_eval, *loop,
+                             *qa_checks_for("hard_examples"), *qa_checks_for("acquisitions")], instance=instance,
+                            resources=res, run_config=run)
+    assert result.success
+    # the new tables have their great-expectations suites, and real output passes them
+    evaluated = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert evaluated == {"qa_hard_examples": True, "qa_data_requests": True, "qa_acquisitions": True}, evaluated
 
     # mined: the hard windows with reasons and severities, and a request for their groups
     ev_run = io.read(lake, T.EVAL_RUNS).to_pylist()[0]["run_id"]
