@@ -39,6 +39,7 @@ ASSET_TABLES: dict[str, tuple[Table, ...]] = {
     "navsim_eval": (T.EVAL_RUNS, T.EVAL_WINDOWS, T.EVAL_STATS),
     "hard_examples": (T.HARD_EXAMPLES, T.DATA_REQUESTS),
     "acquisitions": (T.ACQUISITIONS,),
+    "closed_loop_eval": (T.CLOSED_LOOP_ROUTES,),
 }
 WHOLE = "all"  # the partition_key of tables validated whole (not partitioned by chunk)
 

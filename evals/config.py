@@ -35,3 +35,32 @@ class EvalConfig:
         if self.max_windows < 0 or self.batch_size < 1 or self.noise_scale < 0:
             raise ValueError(f"max_windows={self.max_windows} (>= 0), batch_size={self.batch_size} (>= 1), "
                              f"noise_scale={self.noise_scale} (>= 0)")
+
+
+CLOSED_LOOP_POLICIES = ("field_agent", "field_agent_shield", "constant_controls", "driver_model")
+
+
+@dataclass(frozen=True)
+class ClosedLoopConfig:
+    run_id: str = knob("", "the training run whose agent drives; empty: the latest finished one")
+    scenarios: tuple[str, ...] = knob((), "twin scenarios to drive a route in; empty: every one")
+    routes_per_scenario: int = knob(1, "routes per scenario (intervals are over routes)")
+    seconds: float = knob(20.0, "route length in seconds of driving (the goal: where the logged driver got)")
+    policies: tuple[str, ...] = knob(CLOSED_LOOP_POLICIES, "who drives: the field agent, the agent behind the "
+                                                           "safety shield, constant (a, κ) re-planned every step, "
+                                                           "the twin's driver model (privileged)")
+    execute_steps: int = knob(5, "steps of each agent plan run before the next should take over")
+    delay_ms: float = knob(0.0, "inference delay imposed on every agent plan, on top of its compute")
+    reactive: bool = knob(True, "other vehicles react to the ego (the twin's IDM); false: they replay their log")
+    seed: int = knob(0, "which routes (their worlds are drawn from it)")
+    device: str = knob("auto", "cpu, cuda, cuda:N; auto: cuda where available")
+    videos: bool = knob(True, "write GIFs (camera beside bird's-eye view) of the agent's best and worst routes")
+
+    def __post_init__(self) -> None:
+        bad = [p for p in self.policies if p not in CLOSED_LOOP_POLICIES]
+        if bad or not self.policies:
+            raise ValueError(f"policies={list(self.policies)}: choose from {list(CLOSED_LOOP_POLICIES)}")
+        if self.routes_per_scenario < 1 or self.execute_steps < 1 or self.delay_ms < 0 or self.seconds < 4:
+            raise ValueError(f"routes_per_scenario={self.routes_per_scenario} (>= 1), execute_steps="
+                             f"{self.execute_steps} (>= 1), delay_ms={self.delay_ms} (>= 0), seconds={self.seconds} "
+                             "(>= 4)")

@@ -121,7 +121,7 @@ def ego_areas(scene: ClipScene, ego: EgoRollout, shape: VehicleShape = PACIFICA,
     return EgoAreas(multiple, ~on.all(-1), d > scene.road.divider_d, s, d)
 
 
-def _agent_boxes(scene: ClipScene, t_us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def agent_boxes(scene: ClipScene, t_us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Agents at times (K,) -> corners (K, A, 4, 2) and states (K, A, 6)."""
     st = scene.agents_at(t_us).transpose(1, 0, 2)
     return box_corners(st[..., 0], st[..., 1], st[..., 2], st[..., 3], st[..., 4]), st
@@ -134,7 +134,7 @@ def score_rollouts(scene: ClipScene, t0_us: int, ego: EgoRollout, shape: Vehicle
     areas = ego_areas(scene, ego, shape)
     corners = ego_corners(ego.x, ego.y, ego.yaw, shape)  # (P, T, 4, 2)
     t_us = t0_us + np.arange(n + max(TTC_OFFSETS)) * round(DT_S * 1e6)
-    a_corners, a_state = _agent_boxes(scene, t_us)  # (K, A, 4, 2), (K, A, 6)
+    a_corners, a_state = agent_boxes(scene, t_us)  # (K, A, 4, 2), (K, A, 6)
     n_agents = a_state.shape[1]
     out = {k: np.ones(p) for k in SUB_SCORES}
     initially = set(np.flatnonzero(boxes_intersect(corners[0, 0][None], a_corners[0]))) if n_agents else set()
@@ -170,12 +170,15 @@ def _longest_run(mask: np.ndarray) -> np.ndarray:
     return best
 
 
-def _collisions(out: dict[str, np.ndarray], ego: EgoRollout, areas: EgoAreas, corners: np.ndarray,
-                a_corners: np.ndarray, a_state: np.ndarray, initially: set[int]) -> None:
+def collision_events(ego: EgoRollout, areas: EgoAreas, corners: np.ndarray, a_corners: np.ndarray,
+                     a_state: np.ndarray, initially: set[int]) -> list[list[tuple[int, int, bool]]]:
+    """Per proposal, each agent's first counted contact (step, agent, at fault), classified as nuPlan's
+    `get_collision_type` does; a contact the ego is not at fault for ignores that agent afterwards."""
     hits = boxes_intersect(corners[:, :, None], a_corners[None])  # (P, T, A)
     bumper = front_bumper(corners)
+    events: list[list[tuple[int, int, bool]]] = []
     for pi in range(hits.shape[0]):
-        ignored = set(initially)
+        ignored, mine = set(initially), []
         for k, a in zip(*np.nonzero(hits[pi]), strict=True):  # time order
             if a in ignored:
                 continue
@@ -190,10 +193,17 @@ def _collisions(out: dict[str, np.ndarray], ego: EgoRollout, areas: EgoAreas, co
                 at_fault = True  # front collision
             else:  # lateral: at fault when the ego straddles lanes or left the road
                 at_fault = bool(areas.multiple_lanes[pi, k] or areas.off_road[pi, k])
-            if at_fault:
-                out["nc"][pi] = 0.0
-            else:
-                ignored.add(a)
+            mine.append((int(k), int(a), at_fault))
+            ignored.add(a)
+        events.append(mine)
+    return events
+
+
+def _collisions(out: dict[str, np.ndarray], ego: EgoRollout, areas: EgoAreas, corners: np.ndarray,
+                a_corners: np.ndarray, a_state: np.ndarray, initially: set[int]) -> None:
+    for pi, events in enumerate(collision_events(ego, areas, corners, a_corners, a_state, initially)):
+        if any(at_fault for _, _, at_fault in events):
+            out["nc"][pi] = 0.0
 
 
 def _ttc(out: dict[str, np.ndarray], ego: EgoRollout, areas: EgoAreas, corners: np.ndarray, a_corners: np.ndarray,

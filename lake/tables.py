@@ -242,6 +242,27 @@ ACQUISITIONS = Table(
     key=("request_id", "method", "chunk", "clip_id"),
 )
 
+CLOSED_LOOP_ROUTES = Table(
+    "closed_loop_routes", "eval",
+    # one row per (evaluated run, policy, route) of the closed-loop evaluation (evals/closed_loop/):
+    # route completion, infractions, the CARLA-style driving score, command success, comfort, shield
+    # interventions (JSON log), stale steps and planning latency; `video` is the route's GIF, if made
+    _s(_req("run_id", pa.string()), _req("policy", pa.string()), _req("route_id", pa.string()),
+       _req("scenario", pa.string()), _req("clip_seed", pa.int64()), ("mission", pa.string()),
+       _req("seconds", pa.float64()), _req("terminated", pa.string()), _req("route_completion", pa.float64()),
+       _req("infraction_penalty", pa.float64()), _req("driving_score", pa.float64()), _req("collisions", pa.int64()),
+       ("collided_track_ids", pa.string()), _req("offroad_share", pa.float64()), _req("wrong_way_share", pa.float64()),
+       _req("stop_lines_run", pa.int64()), ("commands", pa.string()), _req("maneuvers", pa.int64()),
+       _req("maneuvers_done", pa.int64()), ("command_success", pa.float64()), ("comfort", pa.float64()),
+       _req("interventions", pa.int64()), _req("interventions_per_min", pa.float64()), ("intervention_log", pa.string()),
+       _req("steps", pa.int64()), _req("stale_steps", pa.int64()), _req("stale_share", pa.float64()),
+       _req("plans", pa.int64()), ("plan_p50_ms", pa.float64()), ("plan_p95_ms", pa.float64()),
+       ("render_ms", pa.float64()), _req("distance_m", pa.float64()), ("video", pa.string()),
+       _req("config", pa.string()), _req("finished_us", pa.int64())),
+    partition_by=("run_id",),
+    key=("run_id", "policy", "route_id"),
+)
+
 ALL_TABLES = (CHUNKS, CLIPS, EGOMOTION, FRAMES, UNICYCLE_TARGETS, COMMANDER_LABELS, SHARD_MANIFEST, QUARANTINE,
               TRAINING_METRICS, TRAINING_RUNS, EVAL_WINDOWS, EVAL_RUNS, EVAL_STATS, QA_RESULTS, HARD_EXAMPLES,
-              DATA_REQUESTS, ACQUISITIONS)
+              DATA_REQUESTS, ACQUISITIONS, CLOSED_LOOP_ROUTES)

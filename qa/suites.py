@@ -326,4 +326,12 @@ SUITES: dict[str, Suite] = {s.table.name: s for s in (
         in_set("method", ("twin", "triage", "reweight"), "acquisition methods"),
         between("bytes_fetched", 0, None, "bytes fetched >= 0"),
     ), blocking=False),
+    Suite(T.CLOSED_LOOP_ROUTES, (
+        *schema_checks(T.CLOSED_LOOP_ROUTES),
+        *(between(m, 0.0, 1.0, f"{m} in 0..1") for m in ("route_completion", "infraction_penalty", "driving_score",
+                                                          "offroad_share", "wrong_way_share", "command_success",
+                                                          "comfort", "stale_share")),
+        between("steps", 1, None, "every route ran at least one step"),
+        in_set("terminated", ("time", "goal", "route_deviation"), "how a route ends"),
+    ), blocking=False),
 )}

@@ -20,7 +20,10 @@ from evals.benchmark import (
     check_disjoint,
     held_out_windows,
 )
-from evals.config import EvalConfig
+from evals.closed_loop.evaluate import AGENTS, evaluate_closed_loop
+from evals.closed_loop.evaluate import headline as closed_loop_headline
+from evals.closed_loop.metrics import scenario_table_md, table_md
+from evals.config import ClosedLoopConfig, EvalConfig
 from evals.navsim_eval import (
     LOGGED,
     EvalWindow,
@@ -138,3 +141,45 @@ def navsim_eval(context: dg.AssetExecutionContext, config: NavsimEvalConfig, lak
 def _plots(rows: list[dict], plans: dict, windows: list[EvalWindow], scenes: dict, poses: dict) -> dict:
     return {name: png(bev_png(panels, title=f"{name.replace('_', ' ')} of {policy}"), name)
             for name, (policy, panels) in extreme_panels(rows, plans, windows, scenes, poses).items()}
+
+
+ClosedLoopEvalConfig = derived_config(
+    ClosedLoopConfig, name="ClosedLoopEvalConfig", doc="The closed loop: evals/config.py declares every field.")
+
+
+def _agent_act(checkpoint: str, device: str):  # noqa: ANN202 (a bound method)
+    import torch
+
+    from trainers.agent import FieldAgent
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return FieldAgent.load(checkpoint, device=device).act
+
+
+@dg.asset(group_name="evaluation", kinds={"pytorch", "delta"}, deps=["train_field_agent"], pool=POOL_ACCELERATOR)
+def closed_loop_eval(context: dg.AssetExecutionContext, config: ClosedLoopEvalConfig,
+                     lake: LakeResource) -> dg.MaterializeResult:
+    """The field agent driving the twin at 10 Hz with a 1 Hz Commander, with and without the safety shield,
+    against constant (a, κ) and the twin's own driver: route completion, infractions, driving score, command
+    success, comfort, interventions and planning latency per route, with intervals over routes per scenario."""
+    cfg = to_dataclass(config, ClosedLoopConfig)
+    run = pick_run(lake.read(T.TRAINING_RUNS).to_pylist(), cfg.run_id)
+    act = _agent_act(run["checkpoint"], cfg.device) if set(cfg.policies) & set(AGENTS) else None
+    video_dir = Path(lake.root) / "closed_loop" / run["run_id"] if cfg.videos else None
+    res = evaluate_closed_loop(act, cfg, video_dir=video_dir, log=context.log.info)
+    now = time.time_ns() // 1000
+    recorded = json.dumps(config.model_dump(), sort_keys=True)
+    lake.overwrite_partition(T.CLOSED_LOOP_ROUTES, pa.Table.from_pylist(
+        [{"run_id": run["run_id"], **r, "config": recorded, "finished_us": now} for r in res.rows],
+        schema=T.CLOSED_LOOP_ROUTES.schema), extra={"run_id": run["run_id"]})
+    lines = closed_loop_headline(res.rows, res.summary, seed=cfg.seed)
+    for line in lines:
+        context.log.info(line)
+    return dg.MaterializeResult(metadata={
+        "headline": dg.MetadataValue.md("\n".join(f"- {x}" for x in lines)),
+        "scores": dg.MetadataValue.md(table_md(res.summary)),
+        **{f"{m}_by_scenario": dg.MetadataValue.md(scenario_table_md(res.summary, m))
+           for m in ("driving_score", "route_completion", "command_success", "collisions")},
+        **{f"video_{tag}": dg.MetadataValue.path(str(p)) for tag, p in res.videos.items()},
+        "run_id": run["run_id"], "routes": len({r["route_id"] for r in res.rows}), "rows": len(res.rows)})

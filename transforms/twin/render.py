@@ -9,7 +9,7 @@ would see it, a lead car grows as the gap closes, the horizon tilts with nothing
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,48 +154,53 @@ def _box_colour(tr: Track, face: np.ndarray, z_hit_m: np.ndarray) -> np.ndarray:
     return colour
 
 
-def render_frames(world: World, cam: FThetaCamera, frame_times_us: np.ndarray) -> Iterator[np.ndarray]:
-    """Yield (H, W, 3) uint8 RGB frames of the front camera at the given clip times."""
-    rays = rays_rig = cam.rays_rig()
-    n = len(rays)
-    cam_xyz = np.asarray(cam.xyz_m)
-    # Elevation-graded sky, fixed per clip (the camera does not pitch with the flat road).
-    elev = np.clip(rays_rig[:, 2], 0, 1)[:, None]
-    sky = (SKY_HORIZON + (SKY_TOP - SKY_HORIZON) * np.sqrt(elev)).astype(np.float32)
-    # Ground hits are fixed in the rig frame too: compute them once, move them per frame.
-    down = rays[:, 2] < -1e-4
-    t_ground = np.full(n, np.inf)
-    t_ground[down] = -cam_xyz[2] / rays[down, 2]
-    t_ground[t_ground > MAX_RANGE_M] = np.inf
-    ground = np.isfinite(t_ground)
-    g_rig = cam_xyz[None, :2] + t_ground[ground, None] * rays[ground, :2]
-    fog = (1 - np.exp(-t_ground[ground] / 220.0)).astype(np.float32)[:, None]
+class FrameRenderer:
+    """One clip's camera, set up once: its rays, sky and ground hits are fixed in the rig frame, so a
+    frame from any ego pose costs one ground lookup and one slab test per visible vehicle.
 
-    e = world.ego
-    t_e = e.t_us.astype(np.float64)
-    yaw_e = np.unwrap(e.yaw_rad)
-    # each ray's azimuth in the rig frame: a box can only be hit by the rays between its corners'
-    # azimuths, so the exact slab test runs on those alone (the same pixels, a fraction of the work)
-    ray_az = np.arctan2(rays[:, 1], rays[:, 0])
-    for t_us in np.asarray(frame_times_us, np.float64):
-        ex, ey, eyaw = np.interp(t_us, t_e, e.x_m), np.interp(t_us, t_e, e.y_m), np.interp(t_us, t_e, yaw_e)
-        es = np.interp(t_us, t_e, e.s_m)
+    The closed loop (transforms/twin/sim.py) renders from the pose the ego actually reached;
+    `render_frames` renders the logged drive.
+    """
+
+    def __init__(self, world: World, cam: FThetaCamera) -> None:
+        self.world, self.cam = world, cam
+        rays = cam.rays_rig()
+        self.rays, self.n = rays, len(rays)
+        self.cam_xyz = np.asarray(cam.xyz_m)
+        # Elevation-graded sky, fixed per clip (the camera does not pitch with the flat road).
+        elev = np.clip(rays[:, 2], 0, 1)[:, None]
+        self.sky = (SKY_HORIZON + (SKY_TOP - SKY_HORIZON) * np.sqrt(elev)).astype(np.float32)
+        down = rays[:, 2] < -1e-4
+        t_ground = np.full(self.n, np.inf)
+        t_ground[down] = -self.cam_xyz[2] / rays[down, 2]
+        t_ground[t_ground > MAX_RANGE_M] = np.inf
+        self.t_ground = t_ground
+        self.ground = np.isfinite(t_ground)
+        self.g_rig = self.cam_xyz[None, :2] + t_ground[self.ground, None] * rays[self.ground, :2]
+        self.fog = (1 - np.exp(-t_ground[self.ground] / 220.0)).astype(np.float32)[:, None]
+        # each ray's azimuth in the rig frame: a box can only be hit by the rays between its corners'
+        # azimuths, so the exact slab test runs on those alone (the same pixels, a fraction of the work)
+        self.ray_az = np.arctan2(rays[:, 1], rays[:, 0])
+
+    def render(self, ex: float, ey: float, eyaw: float, es: float,
+               vehicles: Iterable[tuple[Track, float, float, float]]) -> np.ndarray:
+        """(H, W, 3) uint8 RGB from the rear-axle pose (x, y, yaw; s its arc length, a projection hint)
+        with each vehicle's track (size, colour) at its centre pose (x, y, yaw), anchor frame."""
+        rays, n, cam_xyz = self.rays, self.n, self.cam_xyz
         c, s_ = np.cos(eyaw), np.sin(eyaw)
-        gx = ex + c * g_rig[:, 0] - s_ * g_rig[:, 1]
-        gy = ey + s_ * g_rig[:, 0] + c * g_rig[:, 1]
-        gs, gd = world.road.xy_to_frenet(gx, gy, es + g_rig[:, 0])
-        img = sky.copy()
-        img[ground] = _ground_colour(world, gs, gd) * (1 - fog) + HAZE * fog
-        depth = t_ground.copy()
+        gx = ex + c * self.g_rig[:, 0] - s_ * self.g_rig[:, 1]
+        gy = ey + s_ * self.g_rig[:, 0] + c * self.g_rig[:, 1]
+        gs, gd = self.world.road.xy_to_frenet(gx, gy, es + self.g_rig[:, 0])
+        img = self.sky.copy()
+        img[self.ground] = _ground_colour(self.world, gs, gd) * (1 - self.fog) + HAZE * self.fog
+        depth = self.t_ground.copy()
 
         # vehicles: exact ray/box (slab) intersection in each box's own frame
         origin = np.array([ex + c * cam_xyz[0] - s_ * cam_xyz[1], ey + s_ * cam_xyz[0] + c * cam_xyz[1], cam_xyz[2]])
-        for tr in world.tracks:
-            tx, ty = np.interp(t_us, t_e, tr.x_m), np.interp(t_us, t_e, tr.y_m)
+        for tr, tx, ty, tyaw in vehicles:
             if np.hypot(tx - ex, ty - ey) > MAX_RANGE_M:
                 continue
-            tyaw = np.interp(t_us, t_e, np.unwrap(tr.yaw_rad))
-            cand = _candidate_rays(ray_az, origin, eyaw, tx, ty, tyaw, tr.length_m, tr.width_m)
+            cand = _candidate_rays(self.ray_az, origin, eyaw, tx, ty, tyaw, tr.length_m, tr.width_m)
             if cand is not None and not len(cand):
                 continue
             cb, sb = np.cos(-tyaw), np.sin(-tyaw)
@@ -228,4 +233,18 @@ def render_frames(world: World, cam: FThetaCamera, frame_times_us: np.ndarray) -
             f = (1 - np.exp(-tnear[hit] / 220.0)).astype(np.float32)[:, None]
             img[hit] = _box_colour(tr, np.nanargmax(tnear3, axis=1), z_hit) * (1 - f) + HAZE * f
             depth[hit] = tnear[hit]
-        yield np.clip(img, 0, 255).astype(np.uint8).reshape(cam.height, cam.width, 3)
+        return np.clip(img, 0, 255).astype(np.uint8).reshape(self.cam.height, self.cam.width, 3)
+
+
+def render_frames(world: World, cam: FThetaCamera, frame_times_us: np.ndarray) -> Iterator[np.ndarray]:
+    """Yield (H, W, 3) uint8 RGB frames of the front camera at the given clip times, along the logged drive."""
+    renderer = FrameRenderer(world, cam)
+    e = world.ego
+    t_e = e.t_us.astype(np.float64)
+    yaw_e = np.unwrap(e.yaw_rad)
+    for t_us in np.asarray(frame_times_us, np.float64):
+        ex, ey, eyaw = np.interp(t_us, t_e, e.x_m), np.interp(t_us, t_e, e.y_m), np.interp(t_us, t_e, yaw_e)
+        es = np.interp(t_us, t_e, e.s_m)
+        vehicles = ((tr, np.interp(t_us, t_e, tr.x_m), np.interp(t_us, t_e, tr.y_m),
+                     np.interp(t_us, t_e, np.unwrap(tr.yaw_rad))) for tr in world.tracks)
+        yield renderer.render(ex, ey, eyaw, es, vehicles)

@@ -153,6 +153,7 @@ class World:
     ego: EgoMotion
     tracks: tuple[Track, ...]
     desired_speed_mps: float
+    plan: Plan | None = None  # what the driver was asked to do: the closed loop's Commander and driver read it
 
 
 # ---------------------------------------------------------------- road
@@ -304,7 +305,7 @@ def simulate(clip_seed: int, seconds: float, scenario: str | None = None, speed_
     gaps = np.where(np.isfinite(out["gap"]), out["gap"], np.nan)
     ego = EgoMotion(**{**ego, "lane": ego_lane_arr, "intent": intent.astype(str), "lead_track_id": lead_ids,
                        "lead_gap_m": gaps, "stop_line_dist_m": out["stopd"], "s_m": out["s"], "d_m": d_arr})
-    return _to_anchor(World(clip_seed, scenario, road, ego, tracks, v_des))
+    return _to_anchor(World(clip_seed, scenario, road, ego, tracks, v_des, plan))
 
 
 def _ego_cartesian(
@@ -358,4 +359,4 @@ def _to_anchor(world: World) -> World:
         yaw = np.where(tr.speed_mps < 0, h + np.pi, h)
         tracks.append(Track(tr.track_id, tr.label_class, tr.length_m, tr.width_m, tr.height_m, tr.color_rgb,
                             tr.s_m, tr.d_m, tr.speed_mps, x, y, yaw))
-    return World(world.clip_seed, world.scenario, road, ego, tuple(tracks), world.desired_speed_mps)
+    return World(world.clip_seed, world.scenario, road, ego, tuple(tracks), world.desired_speed_mps, world.plan)
