@@ -10,6 +10,9 @@
                                                     (a flag per field of trainers/config.py)
   flywheel eval [--run-id R --splits S.. --max-windows N ...]
                                                     materialize navsim_eval (evals/config.py), print its scores
+  flywheel closed-loop [--scenarios S.. --routes-per-scenario N --seconds T --delay-ms D ...]
+                                                    materialize closed_loop_eval (evals/config.py): the agent
+                                                    drives the twin; prints the closed-loop tables
   flywheel turn [--steps N --method auto|twin|triage|reweight --budget-windows W ...]
                                                     one turn of the flywheel by hand: train, evaluate, mine
                                                     the hard examples, acquire, ingest; prints what changed
@@ -29,7 +32,7 @@ from collections import Counter
 from pathlib import Path
 
 from core.config import Knob, build, knobs
-from evals.config import EvalConfig
+from evals.config import ClosedLoopConfig, EvalConfig
 from flywheel.settings import Settings
 from trainers.config import TrainConfig, TrainData
 from transforms.twin.writer import TwinConfig
@@ -42,6 +45,8 @@ GLOBAL_ASSETS = "benchmark_set,train_field_agent,navsim_eval"
 # The demo's 12 training clips overfit long before the asset's 4800 steps (and those take ~8 min
 # here): it trains 1200, which keeps the whole job within ~10 minutes on 2 cores.
 DEMO_TRAIN = {"steps": 1200}
+# A small closed loop: the issue's four missions, one route each, 15 s (the agent drives in real time).
+DEMO_CLOSED_LOOP = {"scenarios": ["overtake_left", "stop_and_go", "lane_change_left", "turn"], "seconds": 15.0}
 
 
 def add_knobs(parser: argparse.ArgumentParser, *dcs: type, exclude: tuple[str, ...] = (),
@@ -187,11 +192,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t1 = time.perf_counter()
     print(f"demo: {len(keys)} chunks through {CHUNK_ASSETS} in {t1 - t0:.0f} s", flush=True)
     materialize(GLOBAL_ASSETS, [""], {"ops": {"train_field_agent": {"config": DEMO_TRAIN}}})
+    materialize("closed_loop_eval", [""], {"ops": {"closed_loop_eval": {"config": DEMO_CLOSED_LOOP}}})
     # after everything it reports on, in a run of its own: it renders what every check found
     materialize("data_qa_report", [""])
-    print(f"\ndemo: {GLOBAL_ASSETS},data_qa_report in {time.perf_counter() - t1:.0f} s; "
+    print(f"\ndemo: {GLOBAL_ASSETS},closed_loop_eval,data_qa_report in {time.perf_counter() - t1:.0f} s; "
           f"lake at {Path(settings.lake).resolve()}")
     print_eval_summary(settings.lake)  # the headline first: the agent against the strongest baseline
+    print_closed_loop_summary(settings.lake)
     print_training_summary(settings.lake)
     print_qa_summary(settings.lake)
     return cmd_tables(args)
@@ -228,6 +235,30 @@ def print_training_summary(lake: str) -> None:
     if "d_ca_ade_6p4s" in final:
         print(f"train_field_agent: run {r['run_id']} ({r['steps']} steps, {r['profile']}), checkpoint {r['checkpoint']}\n"
               f"  {val_headline(final)}")
+
+
+def print_closed_loop_summary(lake: str) -> None:
+    """The latest closed_loop_eval: its headline, the score table and driving score per scenario."""
+    from evals.closed_loop.evaluate import headline
+    from evals.closed_loop.metrics import scenario_table_md, summarize, table_md
+    from lake import io
+    from lake.tables import CLOSED_LOOP_ROUTES
+
+    rows = io.read(lake, CLOSED_LOOP_ROUTES).to_pylist()
+    if not rows:
+        return
+    latest = max(r["finished_us"] for r in rows)
+    rows = [r for r in rows if r["finished_us"] == latest]
+    summary = summarize(rows)
+    print(f"\nclosed_loop_eval: run {rows[0]['run_id']}, {len({r['route_id'] for r in rows})} routes in the twin "
+          "(means [95% interval over routes])")
+    for line in headline(rows, summary):
+        print(f"  {line}")
+    print(table_md(summary))
+    print("\n" + scenario_table_md(summary, "driving_score"))
+    for r in rows:
+        if r["video"]:
+            print(f"  video: {r['video']}")
 
 
 def print_eval_summary(lake: str) -> None:
@@ -269,6 +300,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = knob_values(args, EvalConfig)
     materialize("navsim_eval", [""], {"ops": {"navsim_eval": {"config": cfg}}} if cfg else None)
     print_eval_summary(Settings.from_env().lake)
+    return 0
+
+
+def cmd_closed_loop(args: argparse.Namespace) -> int:
+    """closed_loop_eval through Dagster with the flags as run config, then its tables."""
+    cfg = knob_values(args, ClosedLoopConfig)
+    materialize("closed_loop_eval", [""], {"ops": {"closed_loop_eval": {"config": cfg}}} if cfg else None)
+    print_closed_loop_summary(Settings.from_env().lake)
     return 0
 
 
@@ -360,6 +399,10 @@ def main(argv: list[str] | None = None) -> int:
     ev = sub.add_parser("eval", help="score a trained run NAVSIM-style against baselines (materialize navsim_eval)")
     add_knobs(ev, EvalConfig)
     ev.set_defaults(func=cmd_eval)
+    cl = sub.add_parser("closed-loop", help="drive the twin with the agent, a 1 Hz Commander and the safety shield "
+                                            "(materialize closed_loop_eval)")
+    add_knobs(cl, ClosedLoopConfig)
+    cl.set_defaults(func=cmd_closed_loop)
     tu = sub.add_parser("turn", help="one turn of the flywheel: train, evaluate, mine, acquire, ingest")
     from evals.mining import MiningConfig
     from labelers.triage import AcquireConfig
