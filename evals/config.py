@@ -7,6 +7,7 @@ derived from it. Light to import: the CLI builds its flags from it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from core.config import knob
 from transforms.ids import BENCHMARK_SPLIT
@@ -55,11 +56,17 @@ class ClosedLoopConfig:
     seed: int = knob(0, "which routes (their worlds are drawn from it)")
     device: str = knob("auto", "cpu, cuda, cuda:N; auto: cuda where available")
     videos: bool = knob(True, "write GIFs (camera beside bird's-eye view) of the agent's best and worst routes")
+    commander: Literal["rules", "kinematic", "vlm"] = knob(
+        "rules", "who speaks at 1 Hz: rules with the twin's ground truth, or a labeler (kinematic; vlm with "
+                 "vlm_model_dir) saying in words what the route's privileged plan does next, from the camera")
+    vlm_model_dir: str = knob("", "with commander=vlm: a local image-text-to-text model folder")
 
     def __post_init__(self) -> None:
         bad = [p for p in self.policies if p not in CLOSED_LOOP_POLICIES]
         if bad or not self.policies:
             raise ValueError(f"policies={list(self.policies)}: choose from {list(CLOSED_LOOP_POLICIES)}")
+        if self.commander == "vlm" and not self.vlm_model_dir:
+            raise ValueError("commander=vlm needs vlm_model_dir: a local image-text-to-text model folder")
         if self.routes_per_scenario < 1 or self.execute_steps < 1 or self.delay_ms < 0 or self.seconds < 4:
             raise ValueError(f"routes_per_scenario={self.routes_per_scenario} (>= 1), execute_steps="
                              f"{self.execute_steps} (>= 1), delay_ms={self.delay_ms} (>= 0), seconds={self.seconds} "

@@ -63,6 +63,10 @@ def test_main_job_runs_the_graph_from_a_fresh_dagster_home_and_the_agent_learns(
     assert [h[0] for h in heads] == ["EPDMS", "ADE@6.4 s"] and int(heads[0][1]) == 48, proc.stdout[-5000:]
     print("default run:", *heads, sep="\n  ")
     assert re.search(r"val ADE@6\.4 s: agent [\d.]+ m (beats|loses to|ties with) constant", proc.stdout)
+    # the closed loop drove the four missions after it and printed its table and the worst route's GIF
+    assert re.search(r"^closed_loop_eval: run \S+, 4 routes in the twin", proc.stdout, re.M), proc.stdout[-3000:]
+    assert re.search(r"^\| driver_model \| 4 \| ", proc.stdout, re.M) and "video: " in proc.stdout
+    assert counts["eval.closed_loop_routes"] == "16", proc.stdout
     # navsim_eval ran in the same job and printed its score table: the logged future tops it
     assert counts["eval.eval_runs"] != "0" and "navsim_eval: run" in proc.stdout, proc.stdout[-3000:]
     rows = re.findall(r"^\| (\w+) \| \d+ \|(.*)\| ([\d.]+) \|$", proc.stdout, re.M)  # policy, ..., EPDMS

@@ -21,8 +21,9 @@ import numpy as np
 
 from core.stats import paired_difference
 from core.windows import DT_S
+from evals.closed_loop.commander import Commander, LabelerCommander, RuleCommander
 from evals.closed_loop.metrics import route_metrics, summarize
-from evals.closed_loop.routes import make_routes
+from evals.closed_loop.routes import Route, make_routes
 from evals.closed_loop.runner import (
     AgentPolicy,
     ConstantControlsPolicy,
@@ -34,6 +35,7 @@ from evals.closed_loop.runner import (
 )
 from evals.closed_loop.video import route_gif
 from evals.config import ClosedLoopConfig
+from labelers.kinematic import KinematicLabeler
 from transforms.twin.world import SCENARIOS
 
 AGENTS = ("field_agent", "field_agent_shield")
@@ -60,15 +62,29 @@ def _driver(name: str, act: Callable | None, cfg: ClosedLoopConfig) -> tuple[Pol
     return PrivilegedDriver(), LoopConfig(mode="sync", execute_steps=1, **common)
 
 
+def commander_for(cfg: ClosedLoopConfig) -> Callable[[Route], Commander]:
+    """A fresh Commander per route (the rule-based one keeps state along its route)."""
+    if cfg.commander == "rules":
+        return RuleCommander
+    if cfg.commander == "vlm":
+        from labelers.vlm import VLMLabeler
+
+        labeler = VLMLabeler(cfg.vlm_model_dir)
+    else:
+        labeler = KinematicLabeler()
+    return lambda route: LabelerCommander(labeler)
+
+
 def evaluate_closed_loop(act: Callable | None, cfg: ClosedLoopConfig, *, video_dir: Path | None = None,
                          log: Callable[[str], None] = print) -> ClosedLoopResult:
     """Drive cfg's routes with cfg's policies; GIFs of the agent's best and worst routes into `video_dir`."""
     routes = make_routes(cfg.scenarios or SCENARIOS, cfg.routes_per_scenario, seed=cfg.seed, seconds=cfg.seconds)
     rows, records = [], []
+    commander = commander_for(cfg)
     for name in cfg.policies:
         policy, loop = _driver(name, act, cfg)
         for route in routes:
-            rec = run_route(route, policy, loop)
+            rec = run_route(route, policy, loop, commander(route))
             row = route_metrics(rec)
             rows.append({**row, "video": None})
             records.append(rec)

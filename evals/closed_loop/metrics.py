@@ -9,8 +9,8 @@ Per route (CARLA leaderboard's definitions where it has one, on the twin's road)
 - driving score DS = RC × 0.60^collisions × 0.80^stop lines run (CARLA's penalties for hitting a
   vehicle and running a stop sign; off-road and wrong way already cost RC);
 - command success: the share of the Commander's maneuver commands (runs of one meta-action other
-  than keep_lane) whose maneuver happened within its time window; undecided ones (the route ended
-  first) are left out;
+  than keep_lane) whose maneuver happened within its time window; undecided ones (the route reached
+  its time or goal first) are left out, and a route that left the road fails its open ones;
 - comfort: the share of 4 s windows (one per second) that pass NAVSIM's comfort bounds;
 - shield interventions, stale steps and planning latency.
 """
@@ -128,10 +128,15 @@ def _achieved(ep: Episode, record: RouteRecord, drive: _Drive) -> bool | None:
         step = 1 if m.endswith("left") else -1
         ok = bool(np.any(drive.lane[span] == drive.lane[i0] + step))
     elif m == "overtake_left":
+        if not record.agents_s.shape[1]:
+            return None  # nothing to overtake (a labeler Commander may say it anyway)
         truck = record.agents_s[span, 0] + record.route.world.tracks[0].length_m / 2
         rear = drive.center_s[span] - PACIFICA.length_m / 2
         passed = np.flatnonzero(rear > truck)
-        ok = bool(len(passed) and np.any(drive.lane[span][passed[0]:] == drive.lane[i0]))
+        back = np.flatnonzero(drive.lane[span] == drive.lane[i0])
+        back = back[back > passed[0]] if len(passed) else back[:0]
+        on_lanes = len(back) and not np.any((drive.off_road | drive.wrong_way)[span][: back[0] + 1])
+        ok = bool(on_lanes)  # past the truck and back in its lane, on the ego's side of the road throughout
     elif m == "stop":
         lines = record.route.world.road.stop_lines_s_m
         ok = bool(lines and np.any((drive.v[span] < STOPPED_MPS) & (drive.front_s[span] > lines[0] - STOP_ZONE_M)
@@ -149,8 +154,8 @@ def _achieved(ep: Episode, record: RouteRecord, drive: _Drive) -> bool | None:
         ok = bool(np.any(change > SPEED_CHANGE_DONE_MPS) if m == "speed_up" else np.any(change < -SPEED_CHANGE_DONE_MPS))
     else:
         return None
-    if not ok and end_s > drive.t_s[-1] + 1e-9:
-        return None
+    if not ok and end_s > drive.t_s[-1] + 1e-9 and record.terminated != "route_deviation":
+        return None  # the route ended in time before the window closed: undecided
     return ok
 
 

@@ -277,6 +277,12 @@ class _Loop:
         self.trace.interventions.append(hit)
         return _Chunk(self.env.k, a, k, f"shield:{hit.fallback}")
 
+    def rechecks(self, chunk: _Chunk) -> bool:
+        """Whether the shield looks again at a plan in use (every `execute_steps` of it; a fallback it chose
+        itself runs until the next plan comes)."""
+        j = self.env.k - chunk.start
+        return self.shield is not None and chunk.source == "policy" and j > 0 and j % self.cfg.execute_steps == 0
+
     def control(self, chunk: _Chunk) -> tuple[float, float, bool]:
         j = self.env.k - chunk.start
         if j >= len(chunk.accel):  # the plan ran out before a new one came: brake in lane
@@ -322,7 +328,7 @@ def _run_sync(loop: _Loop, n_steps: int) -> str:
             loop.set_command(loop.commander(loop.view()))
         if chunk is None or k - chunk.start >= loop.cfg.execute_steps:
             chunk = loop.guarded(loop.planned(loop.observation()))
-        elif loop.shield is not None and (k - chunk.start) % loop.cfg.execute_steps == 0:
+        elif loop.rechecks(chunk):
             chunk = loop.guarded(chunk)
         if (end := loop.advance(*loop.control(chunk))) is not None:
             return end
@@ -351,7 +357,7 @@ def _run_async(loop: _Loop, n_steps: int) -> str:
             newest = [c for c in server.drain() if c is not None]
             if newest:
                 chunk = loop.guarded(max(newest, key=lambda c: c.start))
-            elif loop.shield is not None and k > chunk.start and (k - chunk.start) % cfg.execute_steps == 0:
+            elif loop.rechecks(chunk):
                 chunk = loop.guarded(chunk)
             if not server.busy.is_set() and k - sent >= cfg.execute_steps - _lead_steps(loop.latencies, cfg.execute_steps):
                 server.submit(loop.observation())

@@ -292,6 +292,21 @@ def test_train_field_agent_trains_on_all_chunks_and_records_the_run(twin_dir: Pa
     with pytest.raises(ValueError, match=r"run_id 'nope' is not in eval.training_runs"):
         dg.materialize([evaluation.navsim_eval], instance=instance, resources=res,
                        run_config={"ops": {"navsim_eval": {"config": {"run_id": "nope"}}}})
+    # closed_loop_eval: the same run's agent drives two short routes in the twin, with and without the
+    # shield, beside constant (a, κ) and the twin's driver; one row per (policy, route), GIFs of the extremes
+    loop = {"run_id": runs[0]["run_id"], "scenarios": ["stop_and_go", "turn"], "seconds": 5.0}
+    assert dg.materialize([evaluation.closed_loop_eval], instance=instance, resources=res,
+                          run_config={"ops": {"closed_loop_eval": {"config": loop}}}).success
+    meta = instance.get_latest_materialization_event(dg.AssetKey("closed_loop_eval")).asset_materialization.metadata
+    routes = {(r["policy"], r["route_id"]): r for r in io.read(lake, T.CLOSED_LOOP_ROUTES).to_pylist()}
+    assert len(routes) == 8 and {p for p, _ in routes} == {"field_agent", "field_agent_shield", "constant_controls",
+                                                          "driver_model"}
+    agent = [r for (p, _), r in routes.items() if p == "field_agent"]
+    assert all(r["plans"] >= 2 and r["plan_p50_ms"] > 0 and r["steps"] >= 1 and r["render_ms"] > 0 for r in agent)
+    assert all(r["driving_score"] >= 0.9 for (p, _), r in routes.items() if p == "driver_model")
+    assert next(iter(meta)) == "headline" and "agent planning latency" in meta["headline"].value
+    assert "| field_agent_shield |" in meta["scores"].value and "| turn |" in meta["driving_score_by_scenario"].value
+    assert all(Path(meta[f"video_{tag}"].value).stat().st_size > 1000 for tag in ("best", "worst"))
     # the CLI's flags reach the asset as run config: a LoRA run beside the first one
     cli = [sys.executable, "-m", "flywheel.cli", "train", "--profile", "tiny", "--steps", "3", "--batch-size", "8",
            "--val-every", "3", "--lora-rank", "2", "--no-freeze-backbone"]
