@@ -66,7 +66,7 @@ def test_the_camera_is_rendered_from_the_pose_the_ego_actually_reached() -> None
     assert len(env.render_s) == 2 and all(0 < t < 1 for t in env.render_s)
 
 
-def _world_with_one_car(gap_m: float, speed_delta_mps: float):  # noqa: ANN202
+def _world_with_one_car(gap_m: float, speed_delta_mps: float):
     """A cruise world whose only other vehicle drives in the ego's lane, `gap_m` ahead of it (negative:
     behind), at the ego's initial speed plus `speed_delta_mps` (never below a stand)."""
     world = _route("cruise", 12.0).world
