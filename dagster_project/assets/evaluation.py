@@ -35,6 +35,7 @@ from evals.navsim_eval import (
 )
 from evals.scorecard import HEADLINE_METRICS, group_table_md, headline, headline_metadata, headline_split, statistics
 from lake import tables as T
+from transforms.ids import inside
 from transforms.plots import bev_png
 from transforms.twin.writer import BENCHMARK_SEED
 
@@ -166,7 +167,8 @@ def closed_loop_eval(context: dg.AssetExecutionContext, config: ClosedLoopEvalCo
     cfg = to_dataclass(config, ClosedLoopConfig)
     run = pick_run(lake.read(T.TRAINING_RUNS).to_pylist(), cfg.run_id)
     act = _agent_act(run["checkpoint"], cfg.device) if set(cfg.policies) & set(AGENTS) else None
-    video_dir = Path(lake.root) / "closed_loop" / run["run_id"] if cfg.videos else None
+    # the run id comes from a table: it names a folder only if it stays inside the lake's closed_loop/
+    video_dir = inside(Path(lake.root) / "closed_loop", str(run["run_id"])) if cfg.videos else None
     res = evaluate_closed_loop(act, cfg, video_dir=video_dir, log=context.log.info)
     now = time.time_ns() // 1000
     recorded = json.dumps(config.model_dump(), sort_keys=True)
