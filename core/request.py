@@ -36,7 +36,10 @@ def _normalised(shares: Mapping[str, float], what: str) -> dict[str, float]:
     total = sum(shares.values())
     if bad or (shares and total <= 0):
         raise ValueError(f"{what} shares {dict(shares)}: need finite, non-negative shares with a positive sum")
-    return {k: v / total for k, v in sorted(shares.items()) if v > 0}
+    # shares that already sum to 1 (within rounding) are kept as they are: normalising twice would move
+    # their last bits, and a request read back from JSON would no longer hash to its own request_id
+    scale = 1.0 if abs(total - 1.0) <= 1e-9 else total
+    return {k: v / scale for k, v in sorted(shares.items()) if v > 0}
 
 
 @dataclass(frozen=True)

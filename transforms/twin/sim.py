@@ -93,6 +93,8 @@ class TwinEnv:
         self._s = np.array([np.interp(0.0, self._t_log, t.s_m) for t in tracks])
         self._d = np.array([np.interp(0.0, self._t_log, t.d_m) for t in tracks])
         self._v = np.array([np.interp(0.0, self._t_log, t.speed_mps) for t in tracks])
+        # each vehicle's direction along the road, from its log: a stopped oncoming car stays oncoming
+        self._dir = np.array([1.0 if np.mean(t.speed_mps) >= 0 else -1.0 for t in tracks])
         self.renderer = FrameRenderer(world, camera) if camera is not None else None
         self.render_s: list[float] = []
 
@@ -110,7 +112,7 @@ class TwinEnv:
                               np.interp(t, self._t_log, tr.speed_mps)] for tr in tracks])
         x, y = self.road.frenet_to_xy(self._s, self._d)
         _, _, h = self.road.at(self._s)
-        yaw = np.where(self._v < 0, h + np.pi, h)
+        yaw = np.where(self._dir < 0, h + np.pi, h)
         return np.c_[x, y, yaw, self._len, self._wid, self._v]
 
     def frenet(self) -> tuple[np.ndarray, np.ndarray]:
@@ -127,12 +129,12 @@ class TwinEnv:
         ego_rear, ego_front = self.ego.center_s_m - EGO_LENGTH_M / 2, self.ego.center_s_m + EGO_LENGTH_M / 2
         t1 = (self.t_s + DT_S) * 1e6
         for i, tr in enumerate(self.world.tracks):
-            sign = 1.0 if self._v[i] >= 0 else -1.0
+            sign = self._dir[i]
             v_abs = abs(self._v[i])
             v_log = abs(float(np.interp(t1, self._t_log, tr.speed_mps)))
             front = self._s[i] + sign * self._len[i] / 2
             gap, dv = np.inf, 0.0
-            same = (np.abs(self._d - self._d[i]) < LANE_MATCH * w) & (np.sign(self._v + 1e-9) == sign)
+            same = (np.abs(self._d - self._d[i]) < LANE_MATCH * w) & (self._dir == sign)
             for j in np.flatnonzero(same):
                 g = sign * (self._s[j] - front) - self._len[j] / 2
                 if j != i and 0 < sign * (self._s[j] - self._s[i]) and g < gap:
