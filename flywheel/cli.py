@@ -241,6 +241,7 @@ def print_closed_loop_summary(lake: str) -> None:
     """The latest closed_loop_eval: its headline, the score table and driving score per scenario."""
     from evals.closed_loop.evaluate import headline
     from evals.closed_loop.metrics import scenario_table_md, summarize, table_md
+    from evals.config import CLOSED_LOOP_POLICIES
     from lake import io
     from lake.tables import CLOSED_LOOP_ROUTES
 
@@ -248,7 +249,8 @@ def print_closed_loop_summary(lake: str) -> None:
     if not rows:
         return
     latest = max(r["finished_us"] for r in rows)
-    rows = [r for r in rows if r["finished_us"] == latest]
+    order = {p: i for i, p in enumerate(CLOSED_LOOP_POLICIES)}  # the lake returns rows in no order
+    rows = sorted((r for r in rows if r["finished_us"] == latest), key=lambda r: (order[r["policy"]], r["route_id"]))
     summary = summarize(rows)
     print(f"\nclosed_loop_eval: run {rows[0]['run_id']}, {len({r['route_id'] for r in rows})} routes in the twin "
           "(means [95% interval over routes])")

@@ -246,9 +246,10 @@ CLOSED_LOOP_ROUTES = Table(
     "closed_loop_routes", "eval",
     # one row per (evaluated run, policy, route) of the closed-loop evaluation (evals/closed_loop/):
     # route completion, infractions, the CARLA-style driving score, command success, comfort, shield
-    # interventions (JSON log), stale steps and planning latency; `video` is the route's GIF, if made
+    # interventions (JSON log), stale steps and planning latency; `video` is the route's GIF, if made;
+    # `clip_seed` is the route world's seed in decimal (a 64-bit unsigned hash: it does not fit int64)
     _s(_req("run_id", pa.string()), _req("policy", pa.string()), _req("route_id", pa.string()),
-       _req("scenario", pa.string()), _req("clip_seed", pa.int64()), ("mission", pa.string()),
+       _req("scenario", pa.string()), _req("clip_seed", pa.string()), ("mission", pa.string()),
        _req("seconds", pa.float64()), _req("terminated", pa.string()), _req("route_completion", pa.float64()),
        _req("infraction_penalty", pa.float64()), _req("driving_score", pa.float64()), _req("collisions", pa.int64()),
        ("collided_track_ids", pa.string()), _req("offroad_share", pa.float64()), _req("wrong_way_share", pa.float64()),

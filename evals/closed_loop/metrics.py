@@ -189,7 +189,7 @@ def route_metrics(record: RouteRecord) -> dict:
     minutes = steps * DT_S / 60
     return {
         "policy": record.policy, "route_id": record.route.route_id, "scenario": record.route.scenario,
-        "clip_seed": int(record.route.clip_seed), "mission": record.route.mission,
+        "clip_seed": str(record.route.clip_seed), "mission": record.route.mission,
         "seconds": steps * DT_S, "terminated": record.terminated,
         "route_completion": rc, "infraction_penalty": penalty, "driving_score": rc * penalty,
         "collisions": len(collided), "collided_track_ids": json.dumps([int(record.route.world.tracks[a].track_id)

@@ -191,3 +191,18 @@ def test_the_evaluation_takes_a_labeler_as_its_commander_and_needs_an_agent_to_d
     assert len(said) == 8 and "change_lane_left" in said and row["collisions"] == 0
     with pytest.raises(ValueError, match="'field_agent' needs the field agent"):
         evaluate_closed_loop(None, replace(cfg, policies=("field_agent",)), log=lambda s: None)
+
+
+def test_every_scenarios_route_row_fits_the_lake_table() -> None:
+    """Route seeds are 64-bit unsigned hashes: the table keeps them as text (an int64 column overflowed)."""
+    import pyarrow as pa
+
+    from lake import tables as T
+    from transforms.twin.world import SCENARIOS
+
+    routes = make_routes(SCENARIOS, 2, seconds=4.0)
+    assert any(r.clip_seed >= 2**63 for r in routes)
+    rows = [{"run_id": "r", **route_metrics(run_route(r, ConstantControlsPolicy(), SYNC1)), "video": None,
+             "config": "{}", "finished_us": 0} for r in routes]
+    table = pa.Table.from_pylist(rows, schema=T.CLOSED_LOOP_ROUTES.schema)
+    assert table.num_rows == 16 and {int(s) for s in table.column("clip_seed").to_pylist()} == {r.clip_seed for r in routes}
