@@ -21,6 +21,7 @@ import webdataset as wds
 from PIL import Image
 
 from core.displacement import displacement_errors
+from core.progress import Progress
 from evals.comfort import comfort, extended_comfort, history_states, plan_states
 from evals.pdm import epdms, pdms
 from evals.pdm_twin import HORIZON_STEPS, ego_progress, human_filter, score_rollouts, to_anchor
@@ -91,7 +92,8 @@ def read_windows(urls: Sequence[str], targets: pa.Table, *, max_windows: int = 0
 AgentFn = Callable[[list[np.ndarray], list[str], list[np.ndarray]], tuple[np.ndarray, np.ndarray]]
 
 
-def run_agent(act: AgentFn, windows: list[EvalWindow], commands: Sequence[str], batch: int = 16) -> Plans:
+def run_agent(act: AgentFn, windows: list[EvalWindow], commands: Sequence[str], batch: int = 16,
+              progress: Progress | None = None) -> Plans:
     """The agent's plans for the windows under the given commands, in batches."""
     xys, yaws = [], []
     for i in range(0, len(windows), batch):
@@ -99,6 +101,8 @@ def run_agent(act: AgentFn, windows: list[EvalWindow], commands: Sequence[str], 
         xy, yaw = act([w.image for w in ws], list(commands[i:i + batch]), [w.state for w in ws])
         xys.append(xy)
         yaws.append(yaw)
+        if progress:
+            progress.update(len(ws))
     return Plans(np.concatenate(xys), np.concatenate(yaws))
 
 
@@ -237,11 +241,13 @@ def poses_at(egomotion: pa.Table, keys: Sequence[tuple[str, int]]) -> dict[tuple
 
 def evaluate(windows: list[EvalWindow], act: AgentFn | None, scenes: dict[str, ClipScene] | None,
              poses0: dict[tuple[str, int], np.ndarray] | None, *, wrong_command: bool = True, seed: int = 0,
-             batch: int = 16) -> tuple[list[dict[str, object]], dict[str, Plans], list[str | None]]:
+             batch: int = 16, log: Callable[[str], None] | None = None,
+             ) -> tuple[list[dict[str, object]], dict[str, Plans], list[str | None]]:
     """Every policy's plans on the windows, scored: (rows, plans, the wrong commands given).
 
     `act` is the field agent ((images, commands, states) -> xy, yaw); None scores the baselines only.
     The wrong-command ablation covers the windows that have a partner with another meta-action.
+    `log` gets progress lines (core/progress.py) over the agent's windows.
     """
     if not windows:
         raise ValueError("no windows to evaluate: materialize webdataset_shards for the chosen splits first")
@@ -251,12 +257,13 @@ def evaluate(windows: list[EvalWindow], act: AgentFn | None, scenes: dict[str, C
              BASELINES[1]: Plans(*constant_controls(st[:, 0], st[:, 1], st[:, 2]))}
     wrong: list[str | None] = [None] * len(windows)
     if act is not None:
-        plans[FIELD_AGENT] = run_agent(act, windows, [w.command for w in windows], batch)
+        progress = Progress(log, "eval", len(windows) * (1 + wrong_command)) if log else None
+        plans[FIELD_AGENT] = run_agent(act, windows, [w.command for w in windows], batch, progress)
         if wrong_command:
             wrong = wrong_commands([w.command for w in windows], [w.meta_action for w in windows], seed)
             # windows without a differing partner keep their own command (and say so in the row)
             given = [c if c is not None else w.command for c, w in zip(wrong, windows, strict=True)]
-            plans[WRONG_COMMAND] = run_agent(act, windows, given, batch)
+            plans[WRONG_COMMAND] = run_agent(act, windows, given, batch, progress)
     rows = score(windows, plans, scenes, poses0)
     if WRONG_COMMAND in plans:  # its rows name the command the agent was actually given
         index = {(w.clip_id, w.t0_us): i for i, w in enumerate(windows)}

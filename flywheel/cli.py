@@ -90,9 +90,15 @@ def cmd_twin(args: argparse.Namespace) -> int:
     from transforms.source import write_hf_cache
     from transforms.twin.writer import write_twin
 
+    from core.progress import parse_progress
+    from flywheel.terminal import Bars
+
     cfg = build(TwinConfig, knob_values(args, TwinConfig))
-    t = time.perf_counter()
-    root = write_twin(Path(args.out), cfg, overwrite=args.overwrite)
+    t, bars = time.perf_counter(), Bars()
+    try:
+        root = write_twin(Path(args.out), cfg, overwrite=args.overwrite, log=lambda line: bars.update(*parse_progress(line)))
+    finally:
+        bars.close()
     print(f"twin: {cfg.chunks} chunks x {cfg.clips_per_chunk} clips ({cfg.width}x{cfg.height}, {cfg.seconds:g} s) "
           f"written to {root} in {time.perf_counter() - t:.1f} s")
     if args.hf_cache:
@@ -131,20 +137,25 @@ def materialize(select: str, partitions: list[str], run_config: dict | None = No
     default) re-imports the code location (torch, LeRobot, great-expectations: 5-10 s each),
     which on 2 cores costs more than the steps' parallelism gives. Runs from the UI keep the default.
     """
+    from flywheel.terminal import Bars, run_streaming
+
     config = {**(run_config or {}), "execution": {"config": {"in_process": {}}}}
-    for key in partitions:
-        cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "dagster_project", "--select", select]
-        cmd += ["--partition", key] if key else []
-        cmd += ["--config-json", json.dumps(config)]
-        print(f"materialize: {select} {key}", flush=True)
-        if echo:
-            proc = subprocess.run(cmd, text=True, stdout=sys.stdout, stderr=subprocess.STDOUT)
-        else:
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            if not echo:
-                sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-8000:])
-            raise SystemExit(f"materialize failed for {select} {key} (exit {proc.returncode})")
+    bars = Bars()
+    try:
+        for i, key in enumerate(partitions):
+            cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "dagster_project", "--select", select]
+            cmd += ["--partition", key] if key else []
+            cmd += ["--config-json", json.dumps(config)]
+            bars.write(f"materialize: {select} {key}")
+            rc, tail = run_streaming(cmd, bars, echo=echo)
+            if rc != 0:
+                if not echo:
+                    sys.stderr.write(tail[-12000:])
+                raise SystemExit(f"materialize failed for {select} {key} (exit {rc})")
+            if len(partitions) > 1:
+                bars.update("partitions", i + 1, len(partitions))
+    finally:
+        bars.close()
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
@@ -154,6 +165,11 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     if keys == ["all"]:
         keys = sorted(_instance().get_dynamic_partitions(CHUNKS_PARTITION))
     materialize(args.select, keys or [""])
+    lake = Settings.from_env().lake
+    if "data_qa_report" in args.select.split(","):
+        print_qa_summary(lake)
+    else:  # what the checks of these runs found
+        print_qa_failures(lake, set(keys) if keys else None)
     return 0
 
 
@@ -209,14 +225,35 @@ def print_qa_summary(lake: str) -> None:
     from lake import io
     from lake import tables as T
 
-    results = io.read(lake, T.QA_RESULTS).to_pylist()
+    results = io.read(lake, T.QA_RESULTS).to_pylist() if io.exists(lake, T.QA_RESULTS) else []
     parts = {(r["table_name"], r["partition_key"]) for r in results}
     failed = [r for r in results if not r["success"]]
     print(f"\ndata QA: {len(parts)} table partitions, {len(results)} expectations, {len(failed)} failed "
           f"({sum(r['blocking'] for r in failed)} blocking); report: {Path(lake).resolve() / 'qa_reports' / 'latest.html'}")
-    for r in failed[:10]:
+    _print_failed(failed)
+
+
+def print_qa_failures(lake: str, partitions: set[str] | None) -> None:
+    """The failed expectations recorded for these partitions (all, for None), if any."""
+    from lake import io
+    from lake import tables as T
+
+    if not io.exists(lake, T.QA_RESULTS):
+        return
+    failed = [r for r in io.read(lake, T.QA_RESULTS).to_pylist()
+              if not r["success"] and (partitions is None or r["partition_key"] in partitions)]
+    if failed:
+        print(f"\ndata QA: {len(failed)} failed expectations ({sum(r['blocking'] for r in failed)} blocking) in "
+              f"{len({(r['table_name'], r['partition_key']) for r in failed})} table partitions")
+        _print_failed(failed)
+
+
+def _print_failed(failed: list[dict], limit: int = 20) -> None:
+    for r in failed[:limit]:
         print(f"  FAILED {r['table_name']}[{r['partition_key']}]: {r['check']} ({r['unexpected_count']} rows, e.g. "
-              f"{r['observed'][:80]})")
+              f"{r['observed'][:120]})")
+    if len(failed) > limit:
+        print(f"  ... and {len(failed) - limit} more: see the report")
 
 
 def print_training_summary(lake: str) -> None:
@@ -380,40 +417,57 @@ def cmd_turn(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="flywheel", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    tw = sub.add_parser("twin", help="write an offline twin of PAI")
-    tw.add_argument("--out", required=True)
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Descriptions keep their line breaks; every option's help already names its default."""
+
+
+def _env_help() -> str:
+    from flywheel.settings import ENV_VARS
+
+    return "environment variables:\n" + "\n".join(f"  {n} (default: {d or 'unset'})\n      {m}" for n, d, m in ENV_VARS)
+
+
+def _command(sub: argparse._SubParsersAction, name: str, func: object, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose description is its function's docstring, with the environment variables below."""
+    doc = (func.__doc__ or help).strip()  # type: ignore[attr-defined]
+    parser = sub.add_parser(name, help=help, description=doc, epilog=_env_help(), formatter_class=_Help)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="flywheel", description=__doc__, epilog=_env_help(), formatter_class=_Help)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    tw = _command(sub, "twin", cmd_twin, "write an offline twin of PAI")
+    tw.add_argument("--out", required=True, help="the directory to write the twin to (required)")
     add_knobs(tw, TwinConfig, exclude=("split", "other_cameras"), aliases={"clips_per_chunk": ("--clips",)})
-    tw.add_argument("--hf-cache", default="", help="also lay the twin out as a Hugging Face cache here")
-    tw.add_argument("--revision", default="0" * 40, help="commit sha for --hf-cache")
-    tw.add_argument("--overwrite", action="store_true", help="replace a twin written with another config")
-    tw.set_defaults(func=cmd_twin)
-    sub.add_parser("discover", help="register the source's chunks as partitions").set_defaults(func=cmd_discover)
-    ma = sub.add_parser("materialize", help="materialize assets for partitions")
-    ma.add_argument("--select", required=True)
-    ma.add_argument("--partition", nargs="*", default=[], help="keys, or 'all' registered chunk partitions")
-    ma.set_defaults(func=cmd_materialize)
-    tr = sub.add_parser("train", help="train the field agent (materialize train_field_agent)")
-    add_knobs(tr, TrainConfig, TrainData)
-    tr.set_defaults(func=cmd_train)
-    ev = sub.add_parser("eval", help="score a trained run NAVSIM-style against baselines (materialize navsim_eval)")
-    add_knobs(ev, EvalConfig)
-    ev.set_defaults(func=cmd_eval)
-    cl = sub.add_parser("closed-loop", help="drive the twin with the agent, a 1 Hz Commander and the safety shield "
-                                            "(materialize closed_loop_eval)")
-    add_knobs(cl, ClosedLoopConfig)
-    cl.set_defaults(func=cmd_closed_loop)
-    tu = sub.add_parser("turn", help="one turn of the flywheel: train, evaluate, mine, acquire, ingest")
+    tw.add_argument("--hf-cache", default="", help="also lay the twin out as a Hugging Face cache here (default: none)")
+    tw.add_argument("--revision", default="0" * 40, help="commit sha for --hf-cache (default: forty zeros)")
+    tw.add_argument("--overwrite", action="store_true", help="replace a twin written with another config (default: refuse)")
+    _command(sub, "discover", cmd_discover, "register the source's chunks as partitions")
+    ma = _command(sub, "materialize", cmd_materialize, "materialize assets for partitions, then print what QA found")
+    ma.add_argument("--select", required=True, help="asset keys, comma-separated, as `dagster asset materialize` takes "
+                                                    "them (required)")
+    ma.add_argument("--partition", nargs="*", default=[], help="chunk partition keys, or 'all' registered chunk "
+                                                              "partitions (default: none, for unpartitioned assets)")
+    add_knobs(_command(sub, "train", cmd_train, "train the field agent (materialize train_field_agent)"),
+              TrainConfig, TrainData)
+    add_knobs(_command(sub, "eval", cmd_eval, "score a trained run NAVSIM-style against baselines (navsim_eval)"),
+              EvalConfig)
+    add_knobs(_command(sub, "closed-loop", cmd_closed_loop, "drive the twin with the agent, a 1 Hz Commander and the "
+                                                            "safety shield (closed_loop_eval)"), ClosedLoopConfig)
     from evals.mining import MiningConfig
     from labelers.triage import AcquireConfig
 
-    add_knobs(tu, TrainConfig, TrainData, MiningConfig, AcquireConfig, exclude=("run_id", "seed"))
-    tu.set_defaults(func=cmd_turn)
-    sub.add_parser("tables", help="row counts of the lake tables").set_defaults(func=cmd_tables)
-    sub.add_parser("demo", help="run the main job on the configured source").set_defaults(func=cmd_demo)
-    args = p.parse_args(argv)
+    add_knobs(_command(sub, "turn", cmd_turn, "one turn of the flywheel: train, evaluate, mine, acquire, ingest"),
+              TrainConfig, TrainData, MiningConfig, AcquireConfig, exclude=("run_id", "seed"))
+    _command(sub, "tables", cmd_tables, "row counts of the lake tables")
+    _command(sub, "demo", cmd_demo, "run the main job on the configured source")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except ValueError as exc:  # configuration errors: one clear line, no traceback

@@ -1,19 +1,6 @@
 """The configuration contract, read from the environment (tests, schedules, scripts, the CLI).
 
-| variable | default | meaning |
-|---|---|---|
-| FLYWHEEL_LAKE | ./lakehouse | lake root (Delta tables under bronze/, silver/, gold/, eval/, qa/) |
-| FLYWHEEL_SOURCE | twin | twin, mirror or hub |
-| FLYWHEEL_MIRROR_DIR | | a PAI-layout directory or an HF cache holding the dataset (mirror) |
-| FLYWHEEL_HF_REVISION | | dataset commit sha (hub; mirror when it is an HF cache) |
-| FLYWHEEL_HF_CACHE | huggingface_hub's default | HF cache directory for the hub source |
-| HF_TOKEN | | hub token; never logged, never written to metadata or files |
-| FLYWHEEL_TWIN_DIR | ./data/twin | where the twin writes its dataset |
-| FLYWHEEL_TWIN_CHUNKS / _CLIPS / _SEED / _WIDTH / _HEIGHT / _SECONDS | TwinConfig's (transforms/twin/writer.py) | twin size |
-| FLYWHEEL_LABELERS | kinematic | labelers to fetch chunks for (comma list): their features are fetched, rendered by the twin |
-| FLYWHEEL_ENGINE | embedded | where index, fit, labels and shard encoding run: embedded or spark |
-| FLYWHEEL_SPARK_MASTER | local[2] | the Spark master (spark://host:7077, yarn, k8s://..., local[N]) |
-| FLYWHEEL_SPARK_DELTA | auto | auto: delta-spark if its jar is on the classpath, else delta-rs; packages: from Maven; off |
+Every variable, its default and meaning: ENV_VARS below (`flywheel --help` prints them).
 
 The Dagster resources take the same settings as config (dagster_project/resources.py).
 """
@@ -31,6 +18,24 @@ from labelers.registry import DEFAULT_LABELER, LABELERS, features_for
 from transforms import pai_layout as L
 from transforms.source import HubSource, Source, TwinSource, mirror_source
 from transforms.twin.writer import TwinConfig
+
+ENV_VARS: tuple[tuple[str, str, str], ...] = (  # (variable, default, meaning)
+    ("DAGSTER_HOME", "./.dagster_home (make)", "Dagster's instance: runs, partitions, schedules (the CLI needs it set)"),
+    ("FLYWHEEL_DEPLOYMENT", "local", "local: twin source, embedded lake; cluster: hub or mirror source, Spark engine"),
+    ('FLYWHEEL_LAKE', './lakehouse', 'lake root (Delta tables under bronze/, silver/, gold/, eval/, qa/)'),
+    ('FLYWHEEL_SOURCE', 'twin', 'twin, mirror or hub'),
+    ('FLYWHEEL_MIRROR_DIR', '', 'a PAI-layout directory or an HF cache holding the dataset (mirror)'),
+    ('FLYWHEEL_HF_REVISION', '', 'dataset commit sha (hub; mirror when it is an HF cache)'),
+    ('FLYWHEEL_HF_CACHE', "huggingface_hub's default", 'HF cache directory for the hub source'),
+    ('HF_TOKEN', '', 'hub token; never logged, never written to metadata or files'),
+    ('FLYWHEEL_TWIN_DIR', './data/twin', 'where the twin writes its dataset'),
+    ('FLYWHEEL_TWIN_{CHUNKS,CLIPS,SEED,WIDTH,HEIGHT,SECONDS}', "TwinConfig's (transforms/twin/writer.py)", 'twin size'),
+    ('FLYWHEEL_LABELERS', 'kinematic', 'labelers to fetch chunks for (comma list): their features are fetched, rendered by the twin'),
+    ('FLYWHEEL_ENGINE', 'embedded', 'where index, fit, labels and shard encoding run: embedded or spark'),
+    ('FLYWHEEL_SPARK_MASTER', 'local[2]', 'the Spark master (spark://host:7077, yarn, k8s://..., local[N])'),
+    ('FLYWHEEL_SPARK_DELTA', 'auto', 'auto: delta-spark if its jar is on the classpath, else delta-rs; packages: from Maven; off'),
+    ("FLYWHEEL_RETRAIN_MIN_WINDOWS", "200", "new training windows since the last run that make the flywheel_turn sensor retrain"),
+)
 
 SourceKind = Literal["twin", "mirror", "hub"]
 SOURCE_KINDS: tuple[SourceKind, ...] = ("twin", "mirror", "hub")

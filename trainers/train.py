@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from core.displacement import constant_velocity_xy, displacement_errors
+from core.progress import Progress
 from core.request import parse_weights
 from core.stats import paired_difference, verdict_word
 from trainers import checkpoint as C
@@ -401,6 +402,7 @@ def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_d
     bar = tqdm(total=tc.steps, initial=step, desc=run_id, unit="step",
                disable=not (sys.stderr.isatty() if progress_bar is None else progress_bar))
     log_every = max(1, tc.steps // 20)
+    report = Progress(log, "train", tc.steps, done=step)
     t_start, samples, last_val = time.perf_counter(), 0, {}
     policy.train()
     while step < tc.steps:
@@ -413,6 +415,7 @@ def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_d
             ema.update(step)
         step, samples = step + 1, samples + len(raw["key"])
         bar.update(1)
+        report.update()
         wall = time.perf_counter() - t_start
         metrics += _rows(step, "train", {"loss": loss_v, "lr": lr, "grad_norm": gnorm}
                          | ({"traj_ade_m": traj} if traj is not None else {}), wall)

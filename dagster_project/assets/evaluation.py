@@ -105,7 +105,7 @@ def navsim_eval(context: dg.AssetExecutionContext, config: NavsimEvalConfig, lak
     context.log.info(f"scoring run {run['run_id']} on {len(windows)} windows ({len(scenes)} clips with twin ground truth)")
     act = _agent_fn(run["checkpoint"], cfg.device, cfg.noise_scale, cfg.seed)
     rows, plans, wrong = evaluate(windows, act, scenes, poses, wrong_command=cfg.wrong_command, seed=cfg.seed,
-                                  batch=cfg.batch_size)
+                                  batch=cfg.batch_size, log=context.log.info)
     summaries = summarize(rows, cfg.splits)
     now = time.time_ns() // 1000
     stats = statistics(rows, {c: s.scenario for c, s in scenes.items()}, cfg.splits, run_id=run["run_id"],

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.progress import Progress
 from core.stats import paired_difference
 from core.windows import DT_S
 from evals.closed_loop.commander import Commander, LabelerCommander, RuleCommander
@@ -81,6 +82,7 @@ def evaluate_closed_loop(act: Callable | None, cfg: ClosedLoopConfig, *, video_d
     routes = make_routes(cfg.scenarios or SCENARIOS, cfg.routes_per_scenario, seed=cfg.seed, seconds=cfg.seconds)
     rows, records = [], []
     commander = commander_for(cfg)
+    progress = Progress(log, "closed_loop", len(cfg.policies) * len(routes), every_s=0.0)
     for name in cfg.policies:
         policy, loop = _driver(name, act, cfg)
         for route in routes:
@@ -91,6 +93,7 @@ def evaluate_closed_loop(act: Callable | None, cfg: ClosedLoopConfig, *, video_d
             log(f"closed loop: {name} on {route.route_id}: DS {row['driving_score']:.2f}, RC "
                 f"{row['route_completion']:.2f}, {row['collisions']} collisions, {row['interventions']} interventions "
                 f"({rec.terminated})")
+            progress.update()
     videos: dict[str, Path] = {}
     if video_dir is not None:
         videos = _videos(rows, records, Path(video_dir))

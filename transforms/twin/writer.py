@@ -15,7 +15,7 @@ import os
 import shutil
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from scipy.spatial.transform import Rotation
 
 from core.config import knob
+from core.progress import Progress
 from transforms import pai_layout as L
 from transforms.ids import BENCHMARK_SPLIT
 from transforms.twin.render import OTHER_CAMERAS, FThetaCamera, render_frames
@@ -363,8 +364,10 @@ def _camera_members(names: dict[str, str], mp4: bytes, t_frames: np.ndarray) -> 
             (names["blurred_boxes"], _parquet_bytes(no_boxes), True)]
 
 
-def write_twin(root: Path, cfg: TwinConfig, *, chunks: list[int] | None = None, overwrite: bool = False) -> Path:
-    """Write the metadata and the requested chunks (default: all); finished chunks are kept.
+def write_twin(root: Path, cfg: TwinConfig, *, chunks: list[int] | None = None, overwrite: bool = False,
+               log: Callable[[str], None] | None = None) -> Path:
+    """Write the metadata and the requested chunks (default: all); finished chunks are kept. `log` gets
+    progress lines (core/progress.py), one per chunk.
 
     A twin that differs only in its number of chunks is grown (or shrunk) in place: a chunk's
     clips depend on the seed, the chunk and the clip's index, never on how many chunks there are.
@@ -379,7 +382,10 @@ def write_twin(root: Path, cfg: TwinConfig, *, chunks: list[int] | None = None, 
                 "choose another --out or pass overwrite=True / --overwrite to replace it")
         shutil.rmtree(root)
     write_metadata(root, cfg)
-    for c in range(cfg.chunks) if chunks is None else chunks:
-        if not chunk_is_written(root, c):
-            write_chunk(root, cfg, c)
+    todo = [c for c in (range(cfg.chunks) if chunks is None else chunks) if not chunk_is_written(root, c)]
+    progress = Progress(log, "twin_chunks", len(todo), every_s=0.0) if log else None
+    for c in todo:
+        write_chunk(root, cfg, c)
+        if progress:
+            progress.update()
     return root
