@@ -56,6 +56,7 @@ class EvalWindow:
     future_yaw: np.ndarray  # (64,)
     history_xy: np.ndarray  # (16, 2), t0 - 1.5 .. t0
     history_yaw: np.ndarray  # (16,)
+    targets: np.ndarray  # (64, 2) the fitted (a, κ) of what happened (unicycle_targets)
 
 
 @dataclass(frozen=True)
@@ -64,16 +65,18 @@ class Plans:
     yaw: np.ndarray  # (B, 64)
 
 
-def read_windows(urls: Sequence[str], targets: pa.Table, *, max_windows: int = 0) -> tuple[list[EvalWindow], int]:
-    """The shards' samples joined with their unicycle_targets rows, in shard order.
-
-    Returns the windows and how many samples had no targets row (left out).
+def read_windows(urls: Sequence[str], targets: pa.Table, *, max_windows: int = 0,
+                 clip_ids: set[str] | None = None) -> tuple[list[EvalWindow], int]:
+    """The shards' samples (of `clip_ids` only, when given) joined with their unicycle_targets rows, in
+    shard order. Returns the windows and how many samples had no targets row (left out).
     """
     w = read_targets(targets)
     row_of = {k: i for i, k in enumerate(w.keys())}
     out, missing = [], 0
     for sample in wds.DataPipeline(wds.SimpleShardList(list(urls)), wds.tarfile_to_samples()):
         meta = json.loads(sample["json"])
+        if clip_ids is not None and meta["clip_id"] not in clip_ids:
+            continue
         i = row_of.get((meta["clip_id"], int(meta["t0_us"])))
         if i is None:
             missing += 1
@@ -83,7 +86,8 @@ def read_windows(urls: Sequence[str], targets: pa.Table, *, max_windows: int = 0
             meta["chunk"], meta["clip_id"], int(meta["t0_us"]), meta["split"], meta["command"], meta["meta_action"],
             np.asarray(Image.open(io.BytesIO(sample["jpg"])).convert("RGB"), dtype=np.uint8),
             np.array([s["v_mps"], s["a_mps2"], s["kappa_1pm"], s["yaw_rate_radps"]]),
-            w.future_xyz[i, :, :2], w.future_yaw[i], w.history_xyz[i, :, :2], w.history_yaw[i]))
+            w.future_xyz[i, :, :2], w.future_yaw[i], w.history_xyz[i, :, :2], w.history_yaw[i],
+            np.stack([w.accel_mps2[i], w.curvature_1pm[i]], axis=-1)))
         if max_windows and len(out) >= max_windows:
             break
     return out, missing

@@ -16,6 +16,8 @@
   flywheel turn [--steps N --method auto|twin|triage|reweight --budget-windows W ...]
                                                     one turn of the flywheel by hand: train, evaluate, mine
                                                     the hard examples, acquire, ingest; prints what changed
+  flywheel view CLIP [--run R --out F --no-open]     a clip's windows in the Rerun viewer: camera, command,
+                                                    state, (a, κ), the logged future and every plan
   flywheel tables                                   row counts of the lake's tables
   flywheel demo                                     discover + materialize the graph + print the tables
 """
@@ -87,11 +89,10 @@ def _instance():  # noqa: ANN202 (DagsterInstance; dagster is imported lazily to
 
 
 def cmd_twin(args: argparse.Namespace) -> int:
-    from transforms.source import write_hf_cache
-    from transforms.twin.writer import write_twin
-
     from core.progress import parse_progress
     from flywheel.terminal import Bars
+    from transforms.source import write_hf_cache
+    from transforms.twin.writer import write_twin
 
     cfg = build(TwinConfig, knob_values(args, TwinConfig))
     t, bars = time.perf_counter(), Bars()
@@ -326,6 +327,31 @@ def print_eval_summary(lake: str) -> None:
     print(score_table_md(rows))
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    """Write a Rerun recording of a clip's windows, in time order: the front camera, the command, the ego
+    state, the (a, κ) targets, the logged future and every policy's plan (the baselines, and the agent of
+    --run, else of the latest training run), with navsim_eval's scores where it scored the clip; then open
+    it in the Rerun viewer (`rerun FILE`, offline) unless --no-open."""
+    import shutil
+
+    from evals.viewer import clip_recording
+
+    lake = Settings.from_env().lake
+    rec = clip_recording(lake, args.clip, run_id=args.run, out=args.out or None, agent=not args.baselines_only)
+    print(f"view: {rec.windows} windows of clip {rec.clip_id} ({'agent ' + rec.run_id if rec.run_id else 'baselines only'})"
+          f" -> {rec.path.resolve()}")
+    viewer = shutil.which("rerun") or str(Path(sys.executable).with_name("rerun"))
+    if args.open:
+        if not Path(viewer).exists():
+            print("view: the `rerun` viewer is not on PATH: pip install rerun-sdk (it is in requirements.lock)", file=sys.stderr)
+            return 1
+        subprocess.Popen([viewer, str(rec.path)], start_new_session=True)
+        print(f"view: opened in {viewer}")
+    else:
+        print(f"view: open it with `rerun {rec.path}`")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """train_field_agent through Dagster with the flags as run config (unset flags: the asset's defaults)."""
     cfg = knob_values(args, TrainConfig, TrainData)
@@ -461,6 +487,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_knobs(_command(sub, "turn", cmd_turn, "one turn of the flywheel: train, evaluate, mine, acquire, ingest"),
               TrainConfig, TrainData, MiningConfig, AcquireConfig, exclude=("run_id", "seed"))
+    vw = _command(sub, "view", cmd_view, "a clip's windows, plans and scores in the Rerun viewer")
+    vw.add_argument("clip", help="a clip id (or a unique prefix of one) of the lake or its benchmark lake (required)")
+    vw.add_argument("--run", default="", help="the training run whose agent to draw (default: the latest)")
+    vw.add_argument("--baselines-only", action="store_true", help="draw no agent (default: the agent too)")
+    vw.add_argument("--out", default="", help="the .rrd file to write (default: <lake>/viewer/<clip>-<run>.rrd)")
+    vw.add_argument("--open", action=argparse.BooleanOptionalAction, default=True,
+                    help="open the recording in the Rerun viewer (default: open; --no-open on a machine without a display)")
     _command(sub, "tables", cmd_tables, "row counts of the lake tables")
     _command(sub, "demo", cmd_demo, "run the main job on the configured source")
     return p

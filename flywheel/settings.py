@@ -30,10 +30,11 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (  # (variable, default, meaning)
     ('HF_TOKEN', '', 'hub token; never logged, never written to metadata or files'),
     ('FLYWHEEL_TWIN_DIR', './data/twin', 'where the twin writes its dataset'),
     ('FLYWHEEL_TWIN_{CHUNKS,CLIPS,SEED,WIDTH,HEIGHT,SECONDS}', "TwinConfig's (transforms/twin/writer.py)", 'twin size'),
-    ('FLYWHEEL_LABELERS', 'kinematic', 'labelers to fetch chunks for (comma list): their features are fetched, rendered by the twin'),
+    ('FLYWHEEL_LABELERS', 'kinematic', 'labelers to fetch chunks for (comma list): the features they read are fetched'),
     ('FLYWHEEL_ENGINE', 'embedded', 'where index, fit, labels and shard encoding run: embedded or spark'),
     ('FLYWHEEL_SPARK_MASTER', 'local[2]', 'the Spark master (spark://host:7077, yarn, k8s://..., local[N])'),
-    ('FLYWHEEL_SPARK_DELTA', 'auto', 'auto: delta-spark if its jar is on the classpath, else delta-rs; packages: from Maven; off'),
+    ('FLYWHEEL_SPARK_DELTA', 'auto', 'auto: delta-spark if its jar is on the classpath, else delta-rs; '
+     'packages: delta-spark from Maven; off: delta-rs'),
     ("FLYWHEEL_RETRAIN_MIN_WINDOWS", "200", "new training windows since the last run that make the flywheel_turn sensor retrain"),
 )
 

@@ -34,6 +34,7 @@ from evals.navsim_eval import (
     summarize,
 )
 from evals.scorecard import HEADLINE_METRICS, group_table_md, headline, headline_metadata, headline_split, statistics
+from evals.viewer import worst_windows_recording
 from lake import tables as T
 from transforms.ids import inside
 from transforms.plots import bev_png
@@ -136,7 +137,15 @@ def navsim_eval(context: dg.AssetExecutionContext, config: NavsimEvalConfig, lak
         "scores": dg.MetadataValue.md(table),
         **{f"scores_{sp}": dg.MetadataValue.md(score_table_md(summaries, sp)) for sp in cfg.splits
            if any(s["split"] == sp for s in summaries)},
-        **_plots(rows, plans, windows, scenes, poses)})
+        **_plots(rows, plans, windows, scenes, poses),
+        **_recording(rows, plans, windows, inside(Path(lake.root) / "viewer", f"navsim_eval-{run['run_id']}.rrd"))})
+
+
+def _recording(rows: list[dict], plans: dict, windows: list[EvalWindow], path: Path) -> dict:
+    path = worst_windows_recording(rows, plans, windows, path)
+    return {"rerun_recording": dg.MetadataValue.path(str(path)),
+            "rerun_open": dg.MetadataValue.md(f"The agent's 8 worst windows, worst first (camera, command, state, "
+                                              f"(a, κ), every plan): `rerun {path}` (pip's `rerun-sdk`, offline)")}
 
 
 def _plots(rows: list[dict], plans: dict, windows: list[EvalWindow], scenes: dict, poses: dict) -> dict:

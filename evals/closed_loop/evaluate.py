@@ -36,6 +36,7 @@ from evals.closed_loop.runner import (
 )
 from evals.closed_loop.video import route_gif
 from evals.config import ClosedLoopConfig
+from evals.viewer import record_route
 from labelers.kinematic import KinematicLabeler
 from transforms.twin.world import SCENARIOS
 
@@ -47,7 +48,7 @@ class ClosedLoopResult:
     rows: list[dict]  # route_metrics per (policy, route), plus `video`
     summary: list[dict]  # metrics.summarize
     records: list[RouteRecord]
-    videos: dict[str, Path]  # "best" / "worst" -> GIF
+    videos: dict[str, Path]  # "best" / "worst" -> GIF, "worst_rerun" -> the worst route as a Rerun recording
 
 
 def _driver(name: str, act: Callable | None, cfg: ClosedLoopConfig) -> tuple[Policy, LoopConfig]:
@@ -110,10 +111,13 @@ def _videos(rows: list[dict], records: list[RouteRecord], video_dir: Path) -> di
     out = {}
     for tag, i in (("worst", order[0]), ("best", order[-1])):
         r = rows[i]
-        path = route_gif(records[i], video_dir / f"{tag}-{r['policy']}-{r['route_id']}.gif",
-                         collided_track_ids=[int(t) for t in _json_list(r["collided_track_ids"])])
+        hit = [int(t) for t in _json_list(r["collided_track_ids"])]
+        path = route_gif(records[i], video_dir / f"{tag}-{r['policy']}-{r['route_id']}.gif", collided_track_ids=hit)
         r["video"] = str(path)
         out[tag] = path
+        if tag == "worst":  # the same route in the Rerun viewer, step by step
+            out["worst_rerun"] = record_route(records[i], video_dir / f"{tag}-{r['policy']}-{r['route_id']}.rrd",
+                                              collided_track_ids=hit)
     return out
 
 

@@ -8,7 +8,7 @@ with the time, the command in force and any shield intervention written on it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -56,25 +56,37 @@ def _bev(record: RouteRecord, i: int, size: tuple[int, int], collided: set[int])
     return img
 
 
+def bev_image(record: RouteRecord, i: int, collided_track_ids: Sequence[int] = (), height: int = 288) -> Image.Image:
+    """The bird's-eye view at step i; the vehicles in `collided_track_ids` drawn red."""
+    hit = set(collided_track_ids)
+    collided = {a for a, tr in enumerate(record.route.world.tracks) if tr.track_id in hit}
+    return _bev(record, i, (int((BEV_RANGE_M[1] - BEV_RANGE_M[0]) * BEV_PX_PER_M * 0.6), height), collided)
+
+
+def camera_frames(record: RouteRecord, steps: Iterable[int], width: int, height: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(step, front camera) rendered again from the recorded poses of the ego and the others."""
+    renderer = FrameRenderer(record.route.world, record.route.camera(width, height))
+    tracks = record.route.world.tracks
+    for i in steps:
+        e = record.ego[i]
+        yield i, renderer.render(e[0], e[1], e[2], e[6], ((tr, a[0], a[1], a[2]) for tr, a in
+                                                          zip(tracks, record.agents[i], strict=True)))
+
+
 def route_gif(record: RouteRecord, path: str | Path, *, width: int = 256, height: int = 144,
               collided_track_ids: Sequence[int] = ()) -> Path:
     """Write the route's GIF (camera | bird's-eye view, 5 frames a second) and return its path; the
     vehicles the ego hit at fault (route_metrics' `collided_track_ids`) are drawn red."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    renderer = FrameRenderer(record.route.world, record.route.camera(width, height))
-    tracks = record.route.world.tracks
     hits = {iv.step: iv.reasons for iv in record.interventions}
-    collided = {a for a, tr in enumerate(tracks) if tr.track_id in set(collided_track_ids)}
     frames = []
-    bev_size = (int((BEV_RANGE_M[1] - BEV_RANGE_M[0]) * BEV_PX_PER_M * 0.6), height * 2)
-    for i in range(0, len(record.ego), FRAME_EVERY):
+    for i, cam in camera_frames(record, range(0, len(record.ego), FRAME_EVERY), width, height):
         e = record.ego[i]
-        cam = renderer.render(e[0], e[1], e[2], e[6], ((tr, a[0], a[1], a[2]) for tr, a in
-                                                        zip(tracks, record.agents[i], strict=True)))
-        canvas = Image.new("RGB", (width * 2 + bev_size[0], height * 2), (20, 20, 20))
+        bev = bev_image(record, i, collided_track_ids, height * 2)
+        canvas = Image.new("RGB", (width * 2 + bev.width, height * 2), (20, 20, 20))
         canvas.paste(Image.fromarray(cam).resize((width * 2, height * 2)), (0, 0))
-        canvas.paste(_bev(record, i, bev_size, collided), (width * 2, 0))
+        canvas.paste(bev, (width * 2, 0))
         draw = ImageDraw.Draw(canvas)
         cmd = record.command_at_step[min(i, len(record.command_at_step) - 1)] if record.command_at_step else ""
         note = next((f"shield: {', '.join(hits[k])}" for k in range(i - FRAME_EVERY + 1, i + 1) if k in hits), "")
