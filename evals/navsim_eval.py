@@ -368,6 +368,16 @@ def bev_panel(window: EvalWindow, plans: dict[str, np.ndarray], scene: ClipScene
     return panel
 
 
+SUBSCORES = ("nc", "dac", "ddc", "tlc", "ttc", "ep", "lk", "hc", "ec")
+
+
+def failed_subscores(row: dict[str, object]) -> str:
+    """The NAVSIM sub-scores below 1 in a window's row, worst first ("fails NC 0.00, TTC 0.00"), or
+    "no sub-score failed"; an EPDMS of 0 is then explained by the multiplier that zeroed it."""
+    bad = sorted((float(v), k) for k in SUBSCORES if (v := row.get(k)) is not None and float(v) < 1.0)  # type: ignore[arg-type]
+    return ("fails " + ", ".join(f"{k.upper()} {v:.2f}" for v, k in bad)) if bad else "no sub-score failed"
+
+
 def extreme_panels(rows: list[dict[str, object]], plans: dict[str, Plans], windows: list[EvalWindow],
                    scenes: dict[str, ClipScene], poses0: dict[tuple[str, int], np.ndarray],
                    n: int = 3) -> dict[str, tuple[str, list[dict[str, object]]]]:
@@ -384,9 +394,10 @@ def extreme_panels(rows: list[dict[str, object]], plans: dict[str, Plans], windo
             i = index[(r["clip_id"], r["t0_us"])]
             w = windows[i]
             score = f"EPDMS {r['epdms']:.2f}, " if r["epdms"] is not None else ""
-            title = f"{w.clip_id[:8]} t0={w.t0_us / 1e6:.1f} s\n\"{w.command}\"\n{policy}: {score}ADE {r['ade_6p4s']:.2f} m"
-            panels.append(bev_panel(w, {p: plans[p].xy[i] for p in shown}, scenes.get(w.clip_id),
-                                    poses0.get((w.clip_id, w.t0_us)), title))
+            title = f"{policy}: {score}ADE {r['ade_6p4s']:.2f} m\n{failed_subscores(r)}"
+            panel = bev_panel(w, {p: plans[p].xy[i] for p in shown}, scenes.get(w.clip_id),
+                              poses0.get((w.clip_id, w.t0_us)), title)
+            panels.append(panel | {"image": w.image, "caption": f"{w.clip_id[:8]} t0={w.t0_us / 1e6:.1f} s\n\"{w.command}\""})
         out[name] = (policy, panels)
     return out
 

@@ -67,7 +67,17 @@ def bev_png(panels: list[dict[str, Any]], title: str = "") -> bytes:
     lines, (2, 2) each) and "boxes" (other vehicles at t0, (4, 2) corners each); "ego" box (4, 2);
     "history" (N, 2); "truth" (N, 2); "plans" {name: (N, 2)}.
     """
-    fig, axes = _panels(len(panels), 3.2, 5.0)
+    import matplotlib.pyplot as plt
+
+    _panels(1, 1, 1)  # the headless backend
+    rows = 2 if any("image" in p for p in panels) else 1
+    fig, grid = plt.subplots(rows, len(panels), figsize=(3.6 * len(panels), 5.6 + 2.2 * (rows - 1)), squeeze=False,
+                             gridspec_kw={"height_ratios": [1, 2.6] if rows == 2 else [1]})
+    axes = grid[-1]
+    for cam, p in zip(grid[0] if rows == 2 else [], panels, strict=False):
+        cam.imshow(p["image"]) if "image" in p else None
+        cam.set_title(p.get("caption", ""), fontsize=9)
+        cam.axis("off")
     for ax, p in zip(axes, panels, strict=True):
 
         def draw(xy: np.ndarray, ax: Any = ax, **kw: Any) -> None:
@@ -76,12 +86,12 @@ def bev_png(panels: list[dict[str, Any]], title: str = "") -> bytes:
 
         for line in p.get("lines", []):
             draw(line, color="#999999", lw=0.8)
-        for stop in p.get("stops", []):
-            draw(stop, color="#cc0000", lw=2.0)
-        for box in p.get("boxes", []):
-            draw(np.vstack([box, box[:1]]), color="#444444", lw=1.0)
+        for k, stop in enumerate(p.get("stops", [])):
+            draw(stop, color="#cc0000", lw=2.0, label="stop line" if k == 0 else None)
+        for k, box in enumerate(p.get("boxes", [])):
+            draw(np.vstack([box, box[:1]]), color="#444444", lw=1.0, label="vehicle at t0" if k == 0 else None)
         if "ego" in p:
-            draw(np.vstack([p["ego"], p["ego"][:1]]), color="#000000", lw=1.4)
+            draw(np.vstack([p["ego"], p["ego"][:1]]), color="#000000", lw=1.4, label="ego at t0")
         draw(p["history"], color="#777777", lw=2.0, ls=":", label="history")
         draw(p["truth"], color="#000000", lw=2.0, label="logged")
         for color, (name, xy) in zip(POLICY_COLORS, p["plans"].items(), strict=False):
@@ -92,9 +102,41 @@ def bev_png(panels: list[dict[str, Any]], title: str = "") -> bytes:
         pts = pts[np.isfinite(pts).all(1)]
         ax.set_xlim(-pts[:, 1].max() - 3, -pts[:, 1].min() + 3)
         ax.set_ylim(pts[:, 0].min() - 3, pts[:, 0].max() + 3)
-        ax.set_title(p["title"], fontsize=8)
+        ax.set_title(p["title"], fontsize=9)
         ax.set_aspect("equal", adjustable="datalim")
         ax.grid(alpha=0.2)
-        ax.tick_params(labelsize=7)
-    axes[0].legend(fontsize=6, loc="lower left")
+        ax.tick_params(labelsize=8)
+        ax.legend(fontsize=7, loc="lower left")  # each panel: stop lines and vehicles appear only in some
     return _png(fig, title)
+
+
+def contact_sheet_png(images: list[np.ndarray], captions: list[str], *, cols: int = 4, width: int = 320,
+                      title: str = "") -> bytes:
+    """Camera frames in a grid, each with its caption (a command, the clip and time) under it, as a PNG.
+
+    Drawn with PIL at the frames' own scale (no axes, no resampling beyond `width`) so that the
+    pictures stay sharp in the Dagster UI's metadata panel.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    if not images or len(images) != len(captions):
+        raise ValueError(f"need as many captions ({len(captions)}) as images ({len(images)}), at least one")
+    font = ImageFont.load_default(size=14)
+    h = round(width * images[0].shape[0] / images[0].shape[1])
+    pad, lines, line_h = 6, max(len(c.splitlines()) for c in captions), 18
+    cell_h = h + pad + lines * line_h + pad
+    cols = min(cols, len(images))
+    n_rows = -(-len(images) // cols)
+    top = 28 if title else 0
+    sheet = Image.new("RGB", (cols * (width + pad) + pad, top + n_rows * cell_h + pad), (250, 250, 250))
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((pad, 6), title, fill=(20, 20, 20), font=ImageFont.load_default(size=16))
+    for k, (img, cap) in enumerate(zip(images, captions, strict=True)):
+        x, y = pad + (k % cols) * (width + pad), top + pad + (k // cols) * cell_h
+        sheet.paste(Image.fromarray(np.asarray(img, np.uint8)).resize((width, h)), (x, y))
+        for j, line in enumerate(cap.splitlines()):
+            draw.text((x, y + h + 4 + j * line_h), line, fill=(20, 20, 20) if j == 0 else (90, 90, 90), font=font)
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()

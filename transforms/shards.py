@@ -284,6 +284,28 @@ def _images_by_clip(files: ChunkFiles, windows: list[Window], cfg: ShardConfig,
         zm.close()
 
 
+@dataclass(frozen=True)
+class _Pick:
+    clip_id: str
+    t0_us: int
+
+
+def front_frames(files: ChunkFiles, picks: list[tuple[str, int]]) -> dict[tuple[str, int], np.ndarray]:
+    """The front camera at each (clip_id, time) pick, decoded one pass per clip: the contact sheets of the
+    assets' metadata. A pick the video cannot give (a damaged clip, a time outside it) is left out."""
+    feat = files.features[L.FRONT_CAMERA]
+    zm = ZipMembers(files.feature_path(L.FRONT_CAMERA))
+    out: dict[tuple[str, int], np.ndarray] = {}
+    try:
+        for group in _clip_groups([_Pick(c, int(t)) for c, t in sorted(picks)]):
+            frames = _decode_group(zm, feat, group, [0])  # type: ignore[arg-type]
+            if not isinstance(frames, Exception):
+                out |= {(p.clip_id, p.t0_us): frames[p.t0_us] for p in group if p.t0_us in frames}
+    finally:
+        zm.close()
+    return out
+
+
 Members = list[tuple[str, bytes]]
 # pending windows (in split, clip, t0 order) -> each with its sample members, or None if it cannot be made
 Encoder = Callable[[list[Window], ExportResult], Iterator[tuple[Window, Members | None]]]

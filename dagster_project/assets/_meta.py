@@ -32,6 +32,11 @@ def png(data: bytes, alt: str = "figure") -> dg.MarkdownMetadataValue:
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(data).decode()})")
 
 
+def sheet(data: bytes | None, alt: str) -> dg.MarkdownMetadataValue:
+    """A contact sheet (transforms.previews) inline, or why there is none."""
+    return png(data, alt) if data else dg.MetadataValue.md("*(no camera frame could be decoded for a sheet)*")
+
+
 def latest_labels(context: dg.AssetExecutionContext, lake: LakeResource, chunk: str, *, labeler: str = "",
                   labeler_version: str = "") -> LabelSet:
     """The chunk's label set to read: the one named, else the one its last commander_labels run wrote

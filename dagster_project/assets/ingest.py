@@ -2,15 +2,17 @@
 
 
 import dagster as dg
+import pyarrow as pa
 import pyarrow.compute as pc
 
-from dagster_project.assets._meta import preview
+from dagster_project.assets._meta import preview, sheet
 from dagster_project.partitions import POOL_DECODE, POOL_DOWNLOAD, chunks
 from dagster_project.resources import EngineResource, LakeResource, PAISourceResource
 from lake import tables as T
 from lake.faults import crash_point
 from transforms.index import PART_OUTPUTS, STAGE, assemble_index, index_part, plan_index
 from transforms.pai_layout import chunk_id_of
+from transforms.previews import chunk_sheet, frame_picks
 from transforms.source import chunk_files_from_manifest, chunk_manifest, is_transient
 
 
@@ -67,10 +69,14 @@ def chunk_index(context: dg.AssetExecutionContext, lake: LakeResource,  # noqa: 
     for table, data in ((T.EGOMOTION, ix.egomotion), (T.FRAMES, ix.frames), (T.CLIPS, ix.clips)):
         crash_point(f"index.before_{table.name}")
         versions[table.name] = eng.overwrite_partition(lake.root, table, data, chunk=key)
+    ok = set(ix.clips.filter(pc.equal(ix.clips.column("status"), "ok")).column("clip_id").to_pylist())
+    frames_ok = ix.frames.filter(pc.is_in(ix.frames.column("clip_id"), pa.array(sorted(ok), pa.string())))
+    pictures = {"frames": {"contact_sheet": sheet(chunk_sheet(files, frame_picks(frames_ok), f"{key}: front camera"),
+                                                  "front camera frames")}}
     for asset, table, data in (("clip_index", T.CLIPS, ix.clips), ("egomotion", T.EGOMOTION, ix.egomotion),
                                ("frames", T.FRAMES, ix.frames)):
         version = versions[table.name]
-        yield dg.MaterializeResult(asset_key=asset, metadata={
+        yield dg.MaterializeResult(asset_key=asset, metadata={**pictures.get(asset, {}),
             "rows": data.num_rows, "delta_version": version, **counts,
             "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in ix.notes) or "none"),
             "split_source": ix.split_source,

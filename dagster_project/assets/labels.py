@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from dagster_project.assets._meta import preview
+from dagster_project.assets._meta import preview, sheet
 from dagster_project.config import derived_config
 from dagster_project.resources import LakeResource
 from dagster_project.stages import chunk_asset
@@ -17,6 +17,7 @@ from labelers.keyframes import KeyframeLabeler
 from labelers.registry import IMAGE_LABELERS, MODEL_LABELERS, PROJECT, LabelConfig, make_labeler
 from lake import tables as T
 from transforms.pai_layout import chunk_id_of
+from transforms.previews import chunk_sheet, label_picks
 from transforms.source import chunk_files_from_manifest
 
 CommanderLabelsConfig = derived_config(
@@ -53,6 +54,9 @@ def _summary(key: str, run: StageRun, job: StageJob) -> dict[str, Any]:
         "meta_actions": dg.MetadataValue.md(_counts_md(Counter(labels.column("meta_action").to_pylist()), "meta-action")),
         "commands": dg.MetadataValue.md(_counts_md(Counter(labels.column("command").to_pylist()), "command")),
         "sample": preview(labels, 8, ["clip_id", "t0_us", "meta_action", "command", "confidence"]),
+        "contact_sheet": sheet(chunk_sheet(job.plan.files, label_picks(labels),  # type: ignore[attr-defined]
+                                           f"{key}: commands of {labeler.name} {labeler.version}, one per meta-action"),
+                               "labeled windows"),
     }
 
 

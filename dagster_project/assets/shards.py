@@ -7,7 +7,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dagster_project.assets._meta import latest_labels, preview
+from dagster_project.assets._meta import latest_labels, preview, sheet
 from dagster_project.config import derived_config, to_dataclass
 from dagster_project.partitions import POOL_DECODE, chunks
 from dagster_project.resources import EngineResource, LakeResource
@@ -15,6 +15,7 @@ from engines import Input
 from lake import tables as T
 from lake.tables import quarantine_rows, window_reason
 from transforms.pai_layout import chunk_id_of
+from transforms.previews import shard_sheet
 from transforms.shards import (
     SHARD_PART_OUTPUTS,
     ChunkExport,
@@ -89,7 +90,9 @@ def webdataset_shards(context: dg.AssetExecutionContext, config: ShardExportConf
     for c, t, r in res.quarantined:
         context.log.warning(f"{key}: window {c} t0={t / 1e6:.1f} s left out of the shards: {r}")
     by_split = {s: sum(r.samples for r in res.shards if r.split == s) for s in sorted({r.split for r in res.shards})}
+    train = [str(out_root / r.path) for r in res.shards if r.split == "train"] or [str(out_root / r.path) for r in res.shards]
     return dg.MaterializeResult(metadata={
+        "contact_sheet": sheet(shard_sheet(train, f"{key}: training samples as the agent sees them"), "shard samples"),
         "dataset_version": out.version, "shards": len(res.shards), "shards_written": res.written,
         "shards_skipped": res.skipped, "samples": sum(r.samples for r in res.shards), "samples_by_split": by_split,
         "bytes": sum(r.bytes for r in res.shards), "windows_quarantined": len(res.quarantined),
