@@ -40,6 +40,7 @@ ASSET_TABLES: dict[str, tuple[Table, ...]] = {
     "hard_examples": (T.HARD_EXAMPLES, T.DATA_REQUESTS),
     "acquisitions": (T.ACQUISITIONS,),
     "closed_loop_eval": (T.CLOSED_LOOP_ROUTES,),
+    "runs": (T.RUNS,),
 }
 WHOLE = "all"  # the partition_key of tables validated whole (not partitioned by chunk)
 

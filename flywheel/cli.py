@@ -209,13 +209,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t1 = time.perf_counter()
     print(f"demo: {len(keys)} chunks through {CHUNK_ASSETS} in {t1 - t0:.0f} s", flush=True)
     materialize(GLOBAL_ASSETS, [""], {"ops": {"train_field_agent": {"config": DEMO_TRAIN}}})
-    materialize("closed_loop_eval", [""], {"ops": {"closed_loop_eval": {"config": DEMO_CLOSED_LOOP}}})
+    # the closed loop, then the leaderboard of every evaluated run (it reads both evaluations)
+    materialize("closed_loop_eval,runs", [""], {"ops": {"closed_loop_eval": {"config": DEMO_CLOSED_LOOP}}})
     # after everything it reports on, in a run of its own: it renders what every check found
     materialize("data_qa_report", [""])
-    print(f"\ndemo: {GLOBAL_ASSETS},closed_loop_eval,data_qa_report in {time.perf_counter() - t1:.0f} s; "
+    print(f"\ndemo: {GLOBAL_ASSETS},closed_loop_eval,runs,data_qa_report in {time.perf_counter() - t1:.0f} s; "
           f"lake at {Path(settings.lake).resolve()}")
     print_eval_summary(settings.lake)  # the headline first: the agent against the strongest baseline
     print_closed_loop_summary(settings.lake)
+    print_leaderboard(settings.lake)
     print_training_summary(settings.lake)
     print_qa_summary(settings.lake)
     return cmd_tables(args)
@@ -255,6 +257,20 @@ def _print_failed(failed: list[dict], limit: int = 20) -> None:
               f"{r['observed'][:120]})")
     if len(failed) > limit:
         print(f"  ... and {len(failed) - limit} more: see the report")
+
+
+def print_leaderboard(lake: str, limit: int = 12) -> None:
+    """The `runs` leaderboard as the asset last wrote it (run x policy, EPDMS first, with intervals)."""
+    from evals.leaderboard import leaderboard_md
+    from lake import io
+    from lake.tables import RUNS
+
+    rows = io.read(lake, RUNS).to_pylist()
+    if rows:
+        rows.sort(key=lambda r: (-(r["epdms"] if r["epdms"] is not None else -1.0), -(r["driving_score"] or 0.0)))
+        print(f"\nruns leaderboard ({len({r['run_id'] for r in rows})} runs; EPDMS and ADE with 95% intervals over "
+              "clips, driving score over routes):")
+        print(leaderboard_md(rows, limit))
 
 
 def print_training_summary(lake: str) -> None:

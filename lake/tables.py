@@ -264,6 +264,21 @@ CLOSED_LOOP_ROUTES = Table(
     key=("run_id", "policy", "route_id"),
 )
 
+RUNS = Table(
+    "runs", "eval",
+    # the leaderboard, one row per (evaluated run, policy), rebuilt whole from the eval tables by the
+    # `runs` asset: NAVSIM-style scores on the run's headline split with 95% intervals over clips, the
+    # closed loop's driving score with its interval over routes, and what the run trained on
+    _s(_req("run_id", pa.string()), _req("policy", pa.string()), ("split", pa.string()), ("windows", pa.int64()),
+       ("clips", pa.int64()), ("epdms", pa.float64()), ("epdms_lo", pa.float64()), ("epdms_hi", pa.float64()),
+       ("pdms", pa.float64()), ("ade_6p4s", pa.float64()), ("ade_6p4s_lo", pa.float64()), ("ade_6p4s_hi", pa.float64()),
+       ("driving_score", pa.float64()), ("driving_score_lo", pa.float64()), ("driving_score_hi", pa.float64()),
+       ("routes", pa.int64()), ("profile", pa.string()), ("steps", pa.int64()), ("train_samples", pa.int64()),
+       ("data_version", pa.string()), _req("evaluated_us", pa.int64())),
+    partition_by=("run_id",),
+    key=("run_id", "policy"),
+)
+
 ALL_TABLES = (CHUNKS, CLIPS, EGOMOTION, FRAMES, UNICYCLE_TARGETS, COMMANDER_LABELS, SHARD_MANIFEST, QUARANTINE,
               TRAINING_METRICS, TRAINING_RUNS, EVAL_WINDOWS, EVAL_RUNS, EVAL_STATS, QA_RESULTS, HARD_EXAMPLES,
-              DATA_REQUESTS, ACQUISITIONS, CLOSED_LOOP_ROUTES)
+              DATA_REQUESTS, ACQUISITIONS, CLOSED_LOOP_ROUTES, RUNS)

@@ -334,4 +334,9 @@ SUITES: dict[str, Suite] = {s.table.name: s for s in (
         between("steps", 1, None, "every route ran at least one step"),
         in_set("terminated", ("time", "goal", "route_deviation"), "how a route ends"),
     ), blocking=False),
+    Suite(T.RUNS, (
+        *schema_checks(T.RUNS),
+        *(between(m, 0.0, 1.0, f"{m} in 0..1") for m in ("epdms", "epdms_lo", "epdms_hi", "pdms", "driving_score")),
+        between("ade_6p4s", 0.0, None, "ADE >= 0"),
+    ), blocking=False),
 )}

@@ -77,8 +77,11 @@ def test_main_job_runs_the_graph_from_a_fresh_dagster_home_and_the_agent_learns(
     assert ade["field_agent"] < ade["constant_velocity"], ade
     # every table's checks ran with its asset and passed; the report covers them all
     m = re.search(r"data QA: (\d+) table partitions, (\d+) expectations, (\d+) failed", proc.stdout)
-    # 8 chunk-partitioned tables x 2 chunks, and 6 validated whole (the closed loop's routes the 6th)
-    assert m and int(m[1]) == 8 * 2 + 6 and int(m[3]) == 0, proc.stdout[-3000:]
+    # 8 chunk-partitioned tables x 2 chunks, and 7 validated whole (the closed loop's routes, the runs leaderboard)
+    assert m and int(m[1]) == 8 * 2 + 7 and int(m[3]) == 0, proc.stdout[-3000:]
+    # the leaderboard: the run's agent and baselines, EPDMS first with its interval
+    assert counts["eval.runs"] != "0" and "runs leaderboard (1 runs" in proc.stdout, proc.stdout[-3000:]
+    assert re.search(r"^\| [\d.]+ \[[\d.]+, [\d.]+\] \| \S+ \| field_agent \|", proc.stdout, re.M), proc.stdout[-3000:]
     report = (tmp_path / "lake" / "qa_reports" / "latest.html").read_text()
     assert "egomotion" in report and "eval_windows" in report and "closed_loop_routes" in report
     assert "FAILED" not in report

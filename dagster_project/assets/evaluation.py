@@ -24,7 +24,9 @@ from evals.closed_loop.evaluate import AGENTS, evaluate_closed_loop
 from evals.closed_loop.evaluate import headline as closed_loop_headline
 from evals.closed_loop.metrics import scenario_table_md, table_md
 from evals.config import ClosedLoopConfig, EvalConfig
+from evals.leaderboard import leaderboard, leaderboard_md, training_curves
 from evals.navsim_eval import (
+    FIELD_AGENT,
     LOGGED,
     EvalWindow,
     evaluate,
@@ -37,7 +39,7 @@ from evals.scorecard import HEADLINE_METRICS, group_table_md, headline, headline
 from evals.viewer import worst_windows_recording
 from lake import tables as T
 from transforms.ids import inside
-from transforms.plots import bev_png
+from transforms.plots import bev_png, curves_png
 from transforms.twin.writer import BENCHMARK_SEED
 
 BenchmarkSetConfig = derived_config(
@@ -52,7 +54,9 @@ def benchmark_set(context: dg.AssetExecutionContext, config: BenchmarkSetConfig,
     root = Path(lake.root) / BENCHMARK_DIR
     bench = build_benchmark(root, root / "twin", cfg, log=context.log.info)
     check_disjoint(set(lake.read(T.CLIPS, columns=["clip_id"]).column("clip_id").to_pylist()), benchmark_clip_ids(root))
-    return dg.MaterializeResult(metadata={
+    # built once: its data version stays, so a re-materialization does not make navsim_eval unsynced
+    version = dg.DataVersion(f"seed{BENCHMARK_SEED}:{bench.clips}:{bench.windows}")
+    return dg.MaterializeResult(data_version=version, metadata={
         "root": dg.MetadataValue.path(str(root)), "clips": bench.clips, "windows": bench.windows,
         "clips_per_scenario": config.clips_per_scenario, "built": bench.built, "seed": BENCHMARK_SEED})
 
@@ -194,3 +198,25 @@ def closed_loop_eval(context: dg.AssetExecutionContext, config: ClosedLoopEvalCo
            for m in ("driving_score", "route_completion", "command_success", "collisions")},
         **{f"video_{tag}": dg.MetadataValue.path(str(p)) for tag, p in res.videos.items()},
         "run_id": run["run_id"], "routes": len({r["route_id"] for r in res.rows}), "rows": len(res.rows)})
+
+
+@dg.asset(group_name="evaluation", kinds={"delta"}, deps=["navsim_eval", "closed_loop_eval"])
+def runs(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """The leaderboard: every evaluated run × policy, EPDMS first with 95% intervals over clips, ADE, PDMS and
+    the closed loop's driving score (interval over routes), beside the last runs' training curves overlaid."""
+    trained = lake.read(T.TRAINING_RUNS).to_pylist()
+    rows = leaderboard(lake.read(T.EVAL_RUNS).to_pylist(), lake.read(T.EVAL_STATS).to_pylist(),
+                       lake.read(T.CLOSED_LOOP_ROUTES).to_pylist(), trained)
+    for run_id in sorted({r["run_id"] for r in rows}):  # per run: a run evaluated again replaces its rows
+        lake.overwrite_partition(T.RUNS, pa.Table.from_pylist([r for r in rows if r["run_id"] == run_id],
+                                                              schema=T.RUNS.schema), extra={"run_id": run_id})
+    panels = training_curves(lake.read(T.TRAINING_METRICS).to_pylist(), trained)
+    agents = [r for r in rows if r["policy"] == FIELD_AGENT and r["epdms"] is not None]
+    best = max(agents, key=lambda r: r["epdms"], default=None)
+    context.log.info(f"leaderboard: {len(rows)} rows over {len({r['run_id'] for r in rows})} runs")
+    return dg.MaterializeResult(metadata={
+        "leaderboard": dg.MetadataValue.md(leaderboard_md(rows)),
+        **({"training_curves": png(curves_png(panels, title=f"the last {len(next(iter(panels.values())))} runs"),
+                                   "training curves")} if panels else {}),
+        "best_agent": f"{best['run_id']}: EPDMS {best['epdms']:.3f} on {best['split']}" if best else "none evaluated",
+        "runs": len({r["run_id"] for r in rows}), "rows": len(rows)})

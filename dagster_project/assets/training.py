@@ -132,6 +132,17 @@ def train_field_agent(context: dg.AssetExecutionContext, config: TrainFieldAgent
                                  extra={"run_id": res.run_id})
     if res.final:
         context.log.info(val_headline(res.final))
-    return dg.MaterializeResult(metadata={**_metadata(res, shards.samples), "data_version": shards.data_version,
-                                          "chunks": len(shards.chunks), "labeler": shards.labels[0],
-                                          "labeler_version": shards.labels[1]})
+    # The checkpoint's identity is the asset's data version: a no-op re-materialization (the run had
+    # finished) keeps it, so Dagster does not call navsim_eval & co. unsynced when nothing changed.
+    finished = lake.read(T.TRAINING_RUNS, where={"run_id": res.run_id}).column("finished_us").to_pylist()
+    version = dg.DataVersion(f"{res.run_id}@{finished[0] if finished else 0}")
+    if res.already_done:  # no numbers: the plots view would show them again as a new point
+        return dg.MaterializeResult(data_version=version, metadata={
+            "already_trained": dg.MetadataValue.bool(True), "run_id": res.run_id,
+            "checkpoint": dg.MetadataValue.path(str(res.checkpoint)),
+            "note": dg.MetadataValue.md(f"Run `{res.run_id}` had finished ({res.steps} steps) on this data and "
+                                        "config: nothing was trained. Its figures are on the materialization that "
+                                        "trained it; `restart: true` trains it again.")})
+    return dg.MaterializeResult(data_version=version, metadata={
+        **_metadata(res, shards.samples), "data_version": shards.data_version, "chunks": len(shards.chunks),
+        "labeler": shards.labels[0], "labeler_version": shards.labels[1]})

@@ -213,6 +213,13 @@ def test_a_relabel_flows_downstream_without_naming_it(twin_dir: Path, tmp_path: 
     assert {r["labeler_version"] for r in io.read(lake, T.SHARD_MANIFEST).to_pylist()} == {"1.0"}
 
 
+def _stale(instance: dg.DagsterInstance, assets: list, key: str) -> str:
+    """The stale status the UI shows as (un)synced, computed as Dagster's own test helper does."""
+    from dagster._utils.test.data_versions import get_stale_status_resolver
+
+    return get_stale_status_resolver(instance, assets).get_status(dg.AssetKey(key)).name
+
+
 def test_train_field_agent_trains_on_all_chunks_and_records_the_run(twin_dir: Path, tmp_path: Path,
                                                                     instance: dg.DagsterInstance) -> None:
     from dagster_project.assets import labels, shards, training
@@ -289,6 +296,14 @@ def test_train_field_agent_trains_on_all_chunks_and_records_the_run(twin_dir: Pa
     assert summary[("logged", "all")]["epdms"] >= 0.95 and summary[("field_agent", "all")]["windows"] == held_out
     assert "| field_agent |" in meta["scores"].value and "EPDMS" in meta["scores"].value
     assert all("data:image/png;base64" in meta[k].value for k in ("best_windows", "worst_windows"))
+    # a no-op re-materialization of train_field_agent keeps its data version: navsim_eval stays in sync,
+    # and it carries no numbers (each would be a duplicate point in the UI's plots)
+    assert dg.materialize([training.train_field_agent], instance=instance, resources=res, run_config=run).success
+    noop = instance.get_latest_materialization_event(dg.AssetKey("train_field_agent")).asset_materialization
+    assert noop.metadata["already_trained"].value and not [k for k, v in noop.metadata.items()
+                                                            if isinstance(v, (dg.IntMetadataValue, dg.FloatMetadataValue))]
+    assert _stale(instance, [training.train_field_agent, evaluation.benchmark_set, evaluation.navsim_eval],
+                  "navsim_eval") == "FRESH"
     with pytest.raises(ValueError, match=r"run_id 'nope' is not in eval.training_runs"):
         dg.materialize([evaluation.navsim_eval], instance=instance, resources=res,
                        run_config={"ops": {"navsim_eval": {"config": {"run_id": "nope"}}}})
@@ -307,6 +322,19 @@ def test_train_field_agent_trains_on_all_chunks_and_records_the_run(twin_dir: Pa
     assert next(iter(meta)) == "headline" and "agent planning latency" in meta["headline"].value
     assert "| field_agent_shield |" in meta["scores"].value and "| turn |" in meta["driving_score_by_scenario"].value
     assert all(Path(meta[f"video_{tag}"].value).stat().st_size > 1000 for tag in ("best", "worst"))
+    assert Path(meta["video_worst_rerun"].value).suffix == ".rrd"
+    # the leaderboard: run x policy, EPDMS first with its interval, the closed loop's driving score beside it
+    assert dg.materialize([evaluation.runs], instance=instance, resources=res).success
+    board = {r["policy"]: r for r in io.read(lake, T.RUNS).to_pylist()}
+    agent = board["field_agent"]
+    assert agent["split"] == "benchmark" and agent["epdms_lo"] <= agent["epdms"] <= agent["epdms_hi"]
+    assert agent["driving_score"] is not None and agent["steps"] == 4 and agent["clips"] == 8
+    assert board["driver_model"]["epdms"] is None and board["driver_model"]["driving_score"] >= 0.9  # closed loop only
+    assert board["logged"]["driving_score"] is None and board["logged"]["epdms"] >= 0.95  # open loop only
+    meta = instance.get_latest_materialization_event(dg.AssetKey("runs")).asset_materialization.metadata
+    assert meta["leaderboard"].value.startswith("| EPDMS [95%] | run | policy |")
+    assert f"| {agent['epdms']:.3f} [{agent['epdms_lo']:.3f}, {agent['epdms_hi']:.3f}] |" in meta["leaderboard"].value
+    assert "data:image/png;base64" in meta["training_curves"].value
     # the CLI's flags reach the asset as run config: a LoRA run beside the first one
     cli = [sys.executable, "-m", "flywheel.cli", "train", "--profile", "tiny", "--steps", "3", "--batch-size", "8",
            "--val-every", "3", "--lora-rank", "2", "--no-freeze-backbone"]
