@@ -16,6 +16,7 @@ from engines.stage import ChunkStage
 from labelers.build import LABELS_STAGE
 from lake import tables as T
 from lake.tables import Table
+from qa.report import failure_text
 from qa.suites import SUITES, Inputs
 from qa.validate import QAResult, validate
 from transforms.unicycle import TARGETS_STAGE
@@ -58,13 +59,14 @@ def run_qa(lake: LakeResource, table: Table, partition: str | None, *, run_id: s
 
 def check_result(result: QAResult) -> dg.AssetCheckResult:
     failed = "\n".join(f"| {o.check} | {o.unexpected_count if o.unexpected_count is not None else ''} | "
-                       f"`{o.observed[:120]}` |" for o in result.failed)
+                       f"{failure_text(o.observed).replace('|', '/')[:300]} |" for o in result.failed)
     return dg.AssetCheckResult(
         passed=result.success,
         severity=dg.AssetCheckSeverity.ERROR if result.blocking else dg.AssetCheckSeverity.WARN,
         description=result.summary(),
         metadata={"rows": result.rows, "expectations": len(result.outcomes), "failed": len(result.failed),
-                  "failures": dg.MetadataValue.md("| check | unexpected | observed |\n|---|---:|---|\n" + failed
+                  "failures": dg.MetadataValue.md("| check | unexpected | offending rows (keys: value) |\n|---|---:|---|\n"
+                                                  + failed
                                                   if failed else "none")})
 
 

@@ -232,7 +232,8 @@ def print_qa_summary(lake: str) -> None:
     parts = {(r["table_name"], r["partition_key"]) for r in results}
     failed = [r for r in results if not r["success"]]
     print(f"\ndata QA: {len(parts)} table partitions, {len(results)} expectations, {len(failed)} failed "
-          f"({sum(r['blocking'] for r in failed)} blocking); report: {Path(lake).resolve() / 'qa_reports' / 'latest.html'}")
+          f"({sum(r['blocking'] for r in failed)} blocking); report: {Path(lake).resolve() / 'qa_reports' / 'latest.html'} "
+          f"(past validations: index.html beside it)")
     _print_failed(failed)
 
 
@@ -252,9 +253,11 @@ def print_qa_failures(lake: str, partitions: set[str] | None) -> None:
 
 
 def _print_failed(failed: list[dict], limit: int = 20) -> None:
+    from qa.report import failure_text
+
     for r in failed[:limit]:
-        print(f"  FAILED {r['table_name']}[{r['partition_key']}]: {r['check']} ({r['unexpected_count']} rows, e.g. "
-              f"{r['observed'][:120]})")
+        print(f"  FAILED {r['table_name']}[{r['partition_key']}]: {r['check']} ({r['unexpected_count']} rows): "
+              f"{failure_text(r['observed'])[:240]}")
     if len(failed) > limit:
         print(f"  ... and {len(failed) - limit} more: see the report")
 

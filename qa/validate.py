@@ -26,7 +26,9 @@ class Outcome:
     success: bool
     element_count: int | None
     unexpected_count: int | None
-    observed: str  # a short JSON: the observed value or a few unexpected values
+    # a short JSON: the observed value (an aggregate's, or a column's range / values / nulls where all rows
+    # passed), or {"unexpected": a few bad values, "at": the keys of their rows (chunk, clip, t0 / run, step)}
+    observed: str
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,36 @@ def _context():  # noqa: ANN202 (a GE EphemeralDataContext; GE is imported lazil
     return ctx
 
 
-def _short(value: object, limit: int = 300) -> str:
+def _short(value: object, limit: int = 400) -> str:
+    """`value` as JSON of at most ~limit characters, still valid JSON when cut (then a string)."""
     text = json.dumps(value, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if len(text) <= limit else json.dumps(text[: limit - 20] + "...")
+
+
+def _key_columns(suite: Suite, frame: pd.DataFrame) -> list[str]:
+    """The columns that name a row of this view: the chunk and the table's key, where the view has them."""
+    return [c for c in dict.fromkeys(("chunk", *suite.table.key)) if c in frame.columns]
+
+
+def _column_summary(frame: pd.DataFrame, column: str) -> dict[str, object]:
+    """What a column held when every row passed: its range, or its few values, and its nulls."""
+    s = frame[column]
+    nulls = int(s.isna().sum())
+    if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
+        values = sorted(map(str, s.dropna().unique()))
+        return {"values": values[:6] + (["..."] if len(values) > 6 else []), "distinct": len(values), "nulls": nulls}
+    return {"min": None if s.dropna().empty else float(s.min()), "max": None if s.dropna().empty else float(s.max()),
+            "nulls": nulls}
+
+
+def _observed(r: dict, check: Check, frame: pd.DataFrame, keys: list[str], success: bool) -> str:
+    if "observed_value" in r:
+        return _short(r["observed_value"])
+    column = check.kwargs.get("column")
+    if success and isinstance(column, str) and column in frame.columns:
+        return _short(_column_summary(frame, column))
+    at = [{k: row.get(k) for k in keys} for row in r.get("partial_unexpected_index_list", []) or [] if isinstance(row, dict)]
+    return _short({"unexpected": r.get("partial_unexpected_list", [])[:5], "at": at[:5]})
 
 
 def _run_view(suite: Suite, view: str, frame: pd.DataFrame, checks: list[Check]) -> list[Outcome]:
@@ -88,7 +117,12 @@ def _run_view(suite: Suite, view: str, frame: pd.DataFrame, checks: list[Check])
     batch = ctx.data_sources.add_pandas(name).add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
     expectations = [getattr(gxe, c.expectation)(**c.kwargs) for c in checks]
     gsuite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
-    result = gx.ValidationDefinition(name=name, data=batch, suite=gsuite).run(batch_parameters={"dataframe": frame})
+    keys = _key_columns(suite, frame)
+    # the keys of the offending rows come back with each failed column expectation
+    fmt = {"result_format": "SUMMARY", "partial_unexpected_count": 5, **({"unexpected_index_column_names": keys}
+                                                                         if keys else {})}
+    result = gx.ValidationDefinition(name=name, data=batch, suite=gsuite).run(batch_parameters={"dataframe": frame},
+                                                                              result_format=fmt)
     # results do not come back in the suite's order: match them by the ids the suite gave
     by_id = {e.id: c for e, c in zip(gsuite.expectations, checks, strict=True)}
     outcomes = []
@@ -96,10 +130,8 @@ def _run_view(suite: Suite, view: str, frame: pd.DataFrame, checks: list[Check])
         check, r = by_id[res.expectation_config.id], res.result or {}
         if res.exception_info and res.exception_info.get("raised_exception"):
             observed = _short({"error": res.exception_info.get("exception_message")})
-        elif "observed_value" in r:
-            observed = _short(r["observed_value"])
         else:
-            observed = _short(r.get("partial_unexpected_list", [])[:5])
+            observed = _observed(r, check, frame, keys, bool(res.success))
         outcomes.append(Outcome(check.name, check.expectation, check.kwargs.get("column"),  # type: ignore[arg-type]
                                 bool(res.success), r.get("element_count"), r.get("unexpected_count"), observed))
     assert len(outcomes) == len(checks), f"GE returned {len(outcomes)} results for {len(checks)} expectations"

@@ -25,19 +25,23 @@ def _png(fig: Any, title: str) -> bytes:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
+    fig.savefig(buf, format="png", dpi=100)  # readable in the UI's metadata panel
     plt.close(fig)
     return buf.getvalue()
 
 
 def histograms_png(series: dict[str, np.ndarray], bins: int = 60, title: str = "") -> bytes:
     """One histogram per named series, side by side, as PNG bytes."""
-    fig, axes = _panels(len(series), 4, 3)
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = _panels(len(series), 4.5, 3.2)
     for ax, (name, values) in zip(axes, series.items(), strict=True):
         v = np.asarray(values, dtype=np.float64).ravel()
         ax.hist(v[np.isfinite(v)], bins=bins, color="#4477aa")
         ax.set_title(name, fontsize=9)
         ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(5))  # long tick labels (1e-3 scales) overlapped at 60 bins
+        ax.tick_params(labelsize=8)
     return _png(fig, title)
 
 

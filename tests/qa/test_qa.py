@@ -4,6 +4,7 @@ a failed blocking check stops the downstream asset, and the report and training 
 from __future__ import annotations
 
 import io as _io
+import json
 import tarfile
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from core.vocab import META_ACTIONS
 from dagster_project.assets import ingest, labels, qa, shards, targets
 from dagster_project.checks import qa_checks
 from dagster_project.partitions import CHUNKS_PARTITION
@@ -20,7 +22,7 @@ from dagster_project.resources import EngineResource, LakeResource, PAISourceRes
 from engines import EmbeddedEngine, Engine
 from lake import io
 from lake import tables as T
-from qa.report import blocking_failures
+from qa.report import blocking_failures, failure_text
 from qa.suites import SUITES, Inputs
 from qa.validate import validate
 
@@ -70,6 +72,11 @@ def test_every_check_passes_on_real_output_and_is_recorded(good_lake: tuple[Path
     results = io.read(lake, T.QA_RESULTS)
     assert set(results.column("table_name").to_pylist()) == {SUITES[n[3:]].table.name for n in names}
     assert results.num_rows == sum(len(SUITES[n[3:]].checks) for n in names) and pc.all(results.column("success")).as_py()
+    # a passing expectation says what it observed: the column's range, its values, its nulls
+    seen = {(r["table_name"], r["check"]): json.loads(r["observed"]) for r in results.to_pylist()}
+    speed = seen[("egomotion", "speed 0..70 m/s")]
+    assert 0 <= speed["min"] <= speed["max"] <= 70 and speed["nulls"] == 0, speed
+    assert set(seen[("commander_labels", "meta-action vocabulary")]["values"]) <= set(META_ACTIONS)
 
 
 def _fails_only(result: object, check: str) -> None:
@@ -91,7 +98,12 @@ def test_egomotion_breakages_fail_their_checks(good_lake: tuple[Path, dg.Execute
     vx[5] = 120.0  # km/h read as m/s
     _fails_only(_validate(lake, "egomotion", _set(ego, "vx", vx)), "speed 0..70 m/s")
     vx[5] = np.nan
-    _fails_only(_validate(lake, "egomotion", _set(ego, "vx", vx)), "vx present (not null/NaN)")
+    result = _validate(lake, "egomotion", _set(ego, "vx", vx))
+    _fails_only(result, "vx present (not null/NaN)")
+    # the failure names the offending row by its keys: chunk, clip, timestamp
+    where = failure_text(result.failed[0].observed)  # type: ignore[attr-defined]
+    row = ego.slice(5, 1).to_pylist()[0]
+    assert f"chunk {KEY}, clip_id {row['clip_id']}, timestamp {row['timestamp']}: NaN" == where, where
 
 
 def test_missing_front_camera_frames_fail_coverage(good_lake: tuple[Path, dg.ExecuteInJobResult]) -> None:
@@ -190,3 +202,9 @@ def test_a_broken_table_fails_its_check_and_blocks_downstream(twin_dir: Path, tm
     page = Path(meta["report"].value).read_text()
     assert "FAILED (blocking)" in page and "accelerations finite" in page and "<script" not in page
     assert (lake / "qa_reports" / "latest.html").read_text() == page
+    # reachable from the UI: the failures with their rows' keys are embedded; past validations are indexed
+    assert "accelerations finite (blocking)" in meta["failures"].value and "clip_id " in meta["failures"].value
+    assert "clip_id " in by_name["qa_unicycle_targets"].metadata["failures"].value
+    assert dg.materialize([qa.data_qa_report], instance=inst, resources=resources).success
+    index = (lake / "qa_reports" / "index.html").read_text()
+    assert index.count(".html'>") == 3 and Path(meta["report"].value).name in index  # two runs + latest
