@@ -52,6 +52,7 @@ lock:
 UI_PORT ?= 3000
 ui: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	@echo "lineage with every group open: $$($(BIN)/python -m dagster_project.lineage http://127.0.0.1:$(UI_PORT))"
 	$(BIN)/dagster dev -m dagster_project -h 127.0.0.1 -p $(UI_PORT)
 
 clean:

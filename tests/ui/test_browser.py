@@ -1,10 +1,15 @@
-"""The Dagster UI as a person sees it: `make ui`, then headless Chromium on the asset graph and the
-train_field_agent page. Screenshots land in artifacts/ui/ (FLYWHEEL_UI_SHOTS overrides)."""
+"""The Dagster UI as a person sees it: a small flywheel run (one twin chunk, a 4-step agent, a small
+benchmark, a short closed loop, the leaderboard), then `make ui` and headless Chromium on the lineage,
+the train_field_agent page, a camera contact sheet and the runs leaderboard. Screenshots land in
+artifacts/ui/ (FLYWHEEL_UI_SHOTS overrides)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,12 +34,38 @@ if not (CHROMIUM and CHROMEDRIVER):
                 allow_module_level=True)
 
 
+# A small run of the whole graph, as real Dagster runs in the UI's instance: what the pages show.
+SMALL_RUN = [
+    ("raw_chunks,clip_index,egomotion,frames,unicycle_targets,commander_labels,webdataset_shards", "chunk_0000", {}),
+    ("benchmark_set,train_field_agent,navsim_eval", None, {
+        "train_field_agent": {"steps": 4, "batch_size": 8, "val_every": 4, "checkpoint_every": 4},
+        "benchmark_set": {"clips_per_scenario": 1, "seconds": 9.0, "width": 128, "height": 72}}),
+    ("closed_loop_eval,runs", None, {"closed_loop_eval": {"scenarios": ["stop_and_go"], "seconds": 4.0}}),
+]
+
+
+def _populate(env: dict[str, str]) -> None:
+    def run(cmd: list[str]) -> None:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    run([sys.executable, "-m", "flywheel.cli", "discover"])
+    for select, partition, ops in SMALL_RUN:
+        config = {"ops": {k: {"config": v} for k, v in ops.items()}, "execution": {"config": {"in_process": {}}}}
+        run([sys.executable, "-m", "dagster", "asset", "materialize", "-m", "dagster_project", "--select", select,
+             *(["--partition", partition] if partition else []), "--config-json", json.dumps(config)])
+
+
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`make ui` in its own process group (job control), so that it can be stopped as a whole."""
+    """A small flywheel run, then `make ui` on its instance, in its own process group (job control), so
+    that it can be stopped as a whole."""
     home, port = tmp_path_factory.mktemp("dagster_home"), free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "UI_PORT": str(port),
-           "FLYWHEEL_LAKE": str(home / "lake"), "FLYWHEEL_TWIN_DIR": str(home / "twin")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")}, "DAGSTER_HOME": str(home),
+           "UI_PORT": str(port), "FLYWHEEL_LAKE": str(home / "lake"), "FLYWHEEL_TWIN_DIR": str(home / "twin"),
+           "FLYWHEEL_TWIN_CHUNKS": "1", "FLYWHEEL_TWIN_CLIPS": "4", "FLYWHEEL_TWIN_SECONDS": "10"}
+    (home / "dagster.yaml").touch()
+    _populate(env)
     with serving(["make", "-s", "ui"], cwd=REPO, env=env, port=port, log_path=home / "ui.log") as url:
         yield url
 
@@ -87,6 +118,11 @@ def test_asset_graph_shows_the_whole_flywheel(ui: str, browser: object) -> None:
     text = _open(browser, f"{ui}/assets/navsim_eval?view=lineage&lineageScope=upstream&lineageDepth=10", SPINE)
     browser.save_screenshot(str(SHOTS / "asset_graph.png"))  # type: ignore[attr-defined]
     assert (SHOTS / "asset_graph.png").stat().st_size > 20_000
+    # the link `make ui` prints and the README gives: the global lineage with every group open
+    from dagster_project.lineage import lineage_url
+
+    _open(browser, lineage_url(ui), [*SPINE, "runs", "closed_loop_eval", "data_qa_report"])
+    browser.save_screenshot(str(SHOTS / "lineage_expanded.png"))  # type: ignore[attr-defined]
 
 
 def test_train_field_agent_page(ui: str, browser: object) -> None:
@@ -96,3 +132,36 @@ def test_train_field_agent_page(ui: str, browser: object) -> None:
     browser.save_screenshot(str(SHOTS / "train_field_agent.png"))  # type: ignore[attr-defined]
     text = _open(browser, f"{ui}/assets/train_field_agent?view=checks", ["qa_training_runs", "qa_training_metrics"])
     browser.save_screenshot(str(SHOTS / "train_field_agent_checks.png"))  # type: ignore[attr-defined]
+
+
+def _show_markdown(driver: object, key: str) -> object:
+    """Open the metadata row `key`'s markdown as a person does ("[Show Markdown]"); return its dialog."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    link = driver.find_element(By.XPATH, f"//tr[.//*[normalize-space()='{key}']]//a[normalize-space()='[Show Markdown]']")  # type: ignore[attr-defined]
+    link.click()
+    return WebDriverWait(driver, 20).until(
+        lambda d: next(iter(d.find_elements(By.XPATH, f"//*[@role='dialog'][.//*[normalize-space()='{key}']]")), False))
+
+
+def test_a_camera_contact_sheet_renders_with_its_commands(ui: str, browser: object) -> None:
+    from selenium.webdriver.common.by import By
+
+    _open(browser, f"{ui}/assets/commander_labels?partition=chunk_0000", ["commander_labels", "contact_sheet"])
+    dialog = _show_markdown(browser, "contact_sheet")
+    img = dialog.find_element(By.TAG_NAME, "img")  # type: ignore[attr-defined]
+    assert img.get_attribute("src").startswith("data:image/png;base64,")
+    w, h = browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", img)  # type: ignore[attr-defined]
+    assert w >= 1000 and h >= 200, (w, h)  # 4 frames a row at 320 px, captions under them: decoded, not a broken image
+    browser.save_screenshot(str(SHOTS / "contact_sheet.png"))  # type: ignore[attr-defined]
+
+
+def test_the_runs_leaderboard_renders_epdms_first(ui: str, browser: object) -> None:
+    _open(browser, f"{ui}/assets/runs", ["runs", "leaderboard", "best_agent"])
+    dialog = _show_markdown(browser, "leaderboard")
+    text = dialog.text  # type: ignore[attr-defined]
+    assert text.index("EPDMS [95%]") < text.index("policy") < text.index("driving score [95%]"), text
+    for policy in ("field_agent", "constant_controls", "field_agent_shield", "driver_model"):
+        assert f"{policy}\n" in text or f"{policy} " in text, (policy, text)
+    browser.save_screenshot(str(SHOTS / "leaderboard.png"))  # type: ignore[attr-defined]
