@@ -53,3 +53,10 @@ def test_every_asset_key_quoted_in_the_docs_exists() -> None:
     assert "train_field_agent" in quoted["README.md"] and "navsim_eval" in quoted["README.md"], quoted["README.md"]
     unknown = {name: sorted(keys - real) for name, keys in quoted.items() if keys - real}
     assert not unknown, f"docs name assets that do not exist: {unknown}"
+
+
+def test_the_readmes_lineage_link_opens_every_group() -> None:
+    from dagster_project.lineage import group_names, lineage_url
+
+    assert len(group_names()) >= 8
+    assert lineage_url("http://127.0.0.1:3000") in (REPO / "README.md").read_text()
