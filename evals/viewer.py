@@ -20,9 +20,11 @@ import numpy as np
 
 from core.windows import DT_S
 
-# One colour per policy, the same in every view (RGB).
+# One colour per policy, the same in every view (RGB), named in each window's text.
 COLORS = {"logged": (255, 255, 255), "field_agent": (40, 140, 255), "constant_velocity": (250, 170, 40),
           "constant_controls": (60, 200, 90), "wrong_command": (230, 70, 200), "history": (150, 150, 150)}
+COLOR_NAMES = {"logged": "white", "field_agent": "blue", "constant_velocity": "orange", "constant_controls": "green",
+               "wrong_command": "magenta", "history": "grey"}
 STATE_NAMES = ("v_mps", "a_mps2", "kappa_1pm", "yaw_rate_radps")
 
 
@@ -62,8 +64,8 @@ def _window_blueprint() -> object:
                      rrb.TextDocumentView(origin="command", name="command and scores")),
         rrb.Spatial2DView(origin="bev", name="bird's-eye: history, logged future, plans (ego frame, ahead up)"),
         rrb.Vertical(rrb.TimeSeriesView(origin="ego", name="ego state at t0"),
-                     rrb.Spatial2DView(origin="controls/accel", name="a (m/s²) over the 6.4 s plan"),
-                     rrb.Spatial2DView(origin="controls/curvature", name="κ (1/m, x100) over the 6.4 s plan")),
+                     rrb.Spatial2DView(origin="controls/accel", name="a over the plan (x: step 1..64, y: 5 × m/s²)"),
+                     rrb.Spatial2DView(origin="controls/curvature", name="κ over the plan (x: step 1..64, y: 500 × 1/m)")),
         column_shares=[2, 2, 2]), collapse_panels=True)
 
 
@@ -73,28 +75,29 @@ def record_windows(windows: Sequence[WindowView], path: str | Path, *, app: str 
 
     path = Path(path)
     rec = _stream(app, path, _window_blueprint())
-    t = np.arange(1, 65) * DT_S
+    # the (a, κ) plots are 2D views: steps across, values scaled up so a few m/s² are not a flat line
+    steps = np.arange(1, 65, dtype=np.float64)
+    scale = {"accel": 5.0, "curvature": 500.0}
+    legend = ", ".join(f"{p} {c}" for p, c in COLOR_NAMES.items())
     for i, w in enumerate(windows):
         rec.set_time("window", sequence=i)
         rec.set_time("t0", duration=w.t0_us / 1e6)
         rec.log("camera", rr.Image(w.image))
         rec.log("command", rr.TextDocument(
-            f"## \"{w.command}\"\n\nclip `{w.clip_id}` at t0 = {w.t0_us / 1e6:.1f} s, v = {w.state[0]:.1f} m/s\n\n{w.note}",
+            f"## \"{w.command}\"\n\nclip `{w.clip_id}` at t0 = {w.t0_us / 1e6:.1f} s, v = {w.state[0]:.1f} m/s\n\n"
+            f"colours: {legend}\n\n{w.note}",
             media_type="text/markdown"))
         for name, v in zip(STATE_NAMES, w.state, strict=True):
             rec.log(f"ego/{name}", rr.Scalars(float(v)))
         rec.log("bev/history", rr.LineStrips2D([_bev(w.history_xy)], colors=[COLORS["history"]], radii=0.15))
         for policy, xy in w.plans.items():
-            color = COLORS.get(policy, (200, 200, 200))
-            rec.log(f"bev/{policy}", rr.LineStrips2D([_bev(np.asarray(xy))], colors=[color], radii=0.2,
-                                                     labels=[policy]))
-        for policy, ac in w.controls.items():
-            color = COLORS.get(policy, (200, 200, 200))
-            ac = np.asarray(ac)
-            rec.log(f"controls/accel/{policy}", rr.LineStrips2D([np.stack([t, -ac[:, 0]], 1)], colors=[color],
-                                                                labels=[policy]))
-            rec.log(f"controls/curvature/{policy}", rr.LineStrips2D([np.stack([t, -100 * ac[:, 1]], 1)],
-                                                                    colors=[color], labels=[policy]))
+            rec.log(f"bev/{policy}", rr.LineStrips2D([_bev(np.asarray(xy))], colors=[COLORS.get(policy, (200, 200, 200))],
+                                                     radii=0.3))
+        for k, (what, s) in enumerate(scale.items()):
+            rec.log(f"controls/{what}/zero", rr.LineStrips2D([[[0.0, 0.0], [65.0, 0.0]]], colors=[(120, 120, 120)]))
+            for policy, ac in w.controls.items():  # y down in a 2D view: minus puts positive values up
+                rec.log(f"controls/{what}/{policy}", rr.LineStrips2D(
+                    [np.stack([steps, -s * np.asarray(ac)[:, k]], 1)], colors=[COLORS.get(policy, (200, 200, 200))]))
     rec.flush()
     rec.disconnect()
     return path

@@ -19,7 +19,7 @@ from evals.benchmark import BENCHMARK_DIR, benchmark_clip_ids, check_disjoint
 from lake import tables as T
 from qa.report import blocking_failures
 from trainers.config import TrainConfig, TrainData
-from trainers.data import meta_action_counts, shards_from_manifest
+from trainers.data import ShardSet, meta_action_counts, shards_from_manifest
 from trainers.train import BASELINE_PREFIX, TrainResult, strongest_baseline, train, val_headline
 from transforms.plots import curves_png
 
@@ -132,11 +132,16 @@ def train_field_agent(context: dg.AssetExecutionContext, config: TrainFieldAgent
                                  extra={"run_id": res.run_id})
     if res.final:
         context.log.info(val_headline(res.final))
-    # The checkpoint's identity is the asset's data version: a no-op re-materialization (the run had
-    # finished) keeps it, so Dagster does not call navsim_eval & co. unsynced when nothing changed.
     finished = lake.read(T.TRAINING_RUNS, where={"run_id": res.run_id}).column("finished_us").to_pylist()
-    version = dg.DataVersion(f"{res.run_id}@{finished[0] if finished else 0}")
-    if res.already_done:  # no numbers: the plots view would show them again as a new point
+    return _result(res, shards, finished[0] if finished else 0)
+
+
+def _result(res: TrainResult, shards: ShardSet, finished_us: int) -> dg.MaterializeResult:
+    """The materialization. The checkpoint's identity is the asset's data version: a no-op re-materialization
+    (the run had finished) keeps it, so Dagster does not call navsim_eval & co. unsynced when nothing changed,
+    and it records no numbers, which the plots view would show again as a new point."""
+    version = dg.DataVersion(f"{res.run_id}@{finished_us}")
+    if res.already_done:
         return dg.MaterializeResult(data_version=version, metadata={
             "already_trained": dg.MetadataValue.bool(True), "run_id": res.run_id,
             "checkpoint": dg.MetadataValue.path(str(res.checkpoint)),
