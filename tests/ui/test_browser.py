@@ -41,6 +41,7 @@ SMALL_RUN = [
         "train_field_agent": {"steps": 4, "batch_size": 8, "val_every": 4, "checkpoint_every": 4},
         "benchmark_set": {"clips_per_scenario": 1, "seconds": 9.0, "width": 128, "height": 72}}),
     ("closed_loop_eval,runs", None, {"closed_loop_eval": {"scenarios": ["stop_and_go"], "seconds": 4.0}}),
+    ("data_qa_report", None, {}),
 ]
 
 
@@ -56,6 +57,9 @@ def _populate(env: dict[str, str]) -> None:
              *(["--partition", partition] if partition else []), "--config-json", json.dumps(config)])
 
 
+LAKE: dict[str, Path] = {}  # the UI's lake, for the report test
+
+
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A small flywheel run, then `make ui` on its instance, in its own process group (job control), so
@@ -66,6 +70,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
            "FLYWHEEL_TWIN_CHUNKS": "1", "FLYWHEEL_TWIN_CLIPS": "4", "FLYWHEEL_TWIN_SECONDS": "10"}
     (home / "dagster.yaml").touch()
     _populate(env)
+    LAKE["root"] = home / "lake"
     with serving(["make", "-s", "ui"], cwd=REPO, env=env, port=port, log_path=home / "ui.log") as url:
         yield url
 
@@ -134,15 +139,27 @@ def test_train_field_agent_page(ui: str, browser: object) -> None:
     browser.save_screenshot(str(SHOTS / "train_field_agent_checks.png"))  # type: ignore[attr-defined]
 
 
-def _show_markdown(driver: object, key: str) -> object:
-    """Open the metadata row `key`'s markdown as a person does ("[Show Markdown]"); return its dialog."""
+def _show_markdown(driver: object, key: str, expect: str = "") -> object:
+    """The metadata row `key`'s markdown as a person sees it: inline when Dagster shows it in the row (short
+    markdown), else in the dialog its "[Show Markdown]" opens, once that shows `expect` (the markdown renders
+    after the dialog opens). Returns the element holding it."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    link = driver.find_element(By.XPATH, f"//tr[.//*[normalize-space()='{key}']]//a[normalize-space()='[Show Markdown]']")  # type: ignore[attr-defined]
-    link.click()
-    return WebDriverWait(driver, 20).until(
-        lambda d: next(iter(d.find_elements(By.XPATH, f"//*[@role='dialog'][.//*[normalize-space()='{key}']]")), False))
+    row = f"//tr[td[1][normalize-space()='{key}']]"
+    try:
+        cell = WebDriverWait(driver, 30).until(lambda d: d.find_element(By.XPATH, f"{row}/td[last()]"))
+    except Exception:
+        driver.save_screenshot(str(SHOTS / f"missing_{key}.png"))  # type: ignore[attr-defined]
+        raise
+    links = cell.find_elements(By.XPATH, ".//a[contains(., 'Show Markdown')]")
+    if not links:
+        return cell
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", links[0])  # type: ignore[attr-defined]
+    links[0].click()
+    dialog = f"//*[@role='dialog'][.//*[normalize-space()='{key}']]"
+    return WebDriverWait(driver, 30).until(
+        lambda d: next((e for e in d.find_elements(By.XPATH, dialog) if expect in e.text), False))
 
 
 def test_a_camera_contact_sheet_renders_with_its_commands(ui: str, browser: object) -> None:
@@ -159,9 +176,24 @@ def test_a_camera_contact_sheet_renders_with_its_commands(ui: str, browser: obje
 
 def test_the_runs_leaderboard_renders_epdms_first(ui: str, browser: object) -> None:
     _open(browser, f"{ui}/assets/runs", ["runs", "leaderboard", "best_agent"])
-    dialog = _show_markdown(browser, "leaderboard")
+    dialog = _show_markdown(browser, "leaderboard", "EPDMS [95%]")
     text = dialog.text  # type: ignore[attr-defined]
     assert text.index("EPDMS [95%]") < text.index("policy") < text.index("driving score [95%]"), text
     for policy in ("field_agent", "constant_controls", "field_agent_shield", "driver_model"):
         assert f"{policy}\n" in text or f"{policy} " in text, (policy, text)
     browser.save_screenshot(str(SHOTS / "leaderboard.png"))  # type: ignore[attr-defined]
+
+
+def test_the_qa_report_is_embedded_and_its_pages_render_offline(ui: str, browser: object) -> None:
+    from selenium.webdriver.common.by import By
+
+    _open(browser, f"{ui}/assets/data_qa_report", ["data_qa_report", "failures", "summary"])
+    text = _show_markdown(browser, "summary", "commander_labels").text  # type: ignore[attr-defined]
+    assert "commander_labels" in text and "runs" in text and "passed" in text, text
+    reports = LAKE["root"] / "qa_reports"
+    browser.get((reports / "latest.html").as_uri())  # type: ignore[attr-defined]
+    body = browser.find_element(By.TAG_NAME, "body").text  # type: ignore[attr-defined]
+    assert "0 partitions with failures" in body and "Expectations met, with what was observed" in body, body[:2000]
+    browser.save_screenshot(str(SHOTS / "qa_report.png"))  # type: ignore[attr-defined]
+    browser.find_element(By.LINK_TEXT, "all past validations").click()  # type: ignore[attr-defined]
+    assert "Data-QA validations" in browser.find_element(By.TAG_NAME, "body").text  # type: ignore[attr-defined]
