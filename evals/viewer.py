@@ -21,9 +21,9 @@ import numpy as np
 from core.windows import DT_S
 
 # One colour per policy, the same in every view (RGB), named in each window's text.
-COLORS = {"logged": (255, 255, 255), "field_agent": (40, 140, 255), "constant_velocity": (250, 170, 40),
+COLORS = {"logged": (210, 30, 30), "field_agent": (40, 140, 255), "constant_velocity": (250, 170, 40),
           "constant_controls": (60, 200, 90), "wrong_command": (230, 70, 200), "history": (150, 150, 150)}
-COLOR_NAMES = {"logged": "white", "field_agent": "blue", "constant_velocity": "orange", "constant_controls": "green",
+COLOR_NAMES = {"logged": "red", "field_agent": "blue", "constant_velocity": "orange", "constant_controls": "green",
                "wrong_command": "magenta", "history": "grey"}
 STATE_NAMES = ("v_mps", "a_mps2", "kappa_1pm", "yaw_rate_radps")
 
