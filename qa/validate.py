@@ -78,8 +78,13 @@ def _context():  # noqa: ANN202 (a GE EphemeralDataContext; GE is imported lazil
 
 def _short(value: object, limit: int = 400) -> str:
     """`value` as JSON of at most ~limit characters, still valid JSON when cut (then a string)."""
-    text = json.dumps(value, default=str)
+    text = json.dumps(value, default=_plain)
     return text if len(text) <= limit else json.dumps(text[: limit - 20] + "...")
+
+
+def _plain(value: object) -> object:
+    """numpy scalars (GE hands back np.int64 keys) as their Python values, anything else as text."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 def _key_columns(suite: Suite, frame: pd.DataFrame) -> list[str]:
