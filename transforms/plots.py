@@ -71,15 +71,18 @@ def bev_png(panels: list[dict[str, Any]], title: str = "") -> bytes:
     lines, (2, 2) each) and "boxes" (other vehicles at t0, (4, 2) corners each); "ego" box (4, 2);
     "history" (N, 2); "truth" (N, 2); "plans" {name: (N, 2)}.
     """
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    _panels(1, 1, 1)  # the headless backend
     rows = 2 if any("image" in p for p in panels) else 1
     fig, grid = plt.subplots(rows, len(panels), figsize=(3.6 * len(panels), 5.6 + 2.2 * (rows - 1)), squeeze=False,
                              gridspec_kw={"height_ratios": [1, 2.6] if rows == 2 else [1]})
     axes = grid[-1]
     for cam, p in zip(grid[0] if rows == 2 else [], panels, strict=False):
-        cam.imshow(p["image"]) if "image" in p else None
+        if "image" in p:
+            cam.imshow(p["image"])
         cam.set_title(p.get("caption", ""), fontsize=9)
         cam.axis("off")
     for ax, p in zip(axes, panels, strict=True):
