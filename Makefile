@@ -6,7 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test test-slow test-all bench lock ui clean labeler-env
+.PHONY: setup demo test test-slow test-all bench lock ui clean labeler-env jars
+
+# delta-spark's jars for the Spark engine, from Maven Central, sha256 as pinned (deploy/delta-spark)
+JARS := .jars/delta-spark/.pinned-$(shell cat deploy/delta-spark/pom.xml deploy/delta-spark/SHA256SUMS | sha256sum | cut -c1-12)
 
 $(STAMP): requirements.lock pyproject.toml
 	@py=$$(scripts/find-python312.sh) && echo "using $$py" && "$$py" -m venv $(VENV)
@@ -15,7 +18,13 @@ $(STAMP): requirements.lock pyproject.toml
 	scripts/venv-hook.sh $(VENV)
 	@rm -f $(VENV)/.installed-* && touch $@
 
-setup: $(STAMP)
+$(JARS): deploy/delta-spark/pom.xml deploy/delta-spark/SHA256SUMS
+	scripts/fetch-jars.sh
+	@if ls .jars/delta-spark/delta-spark_*.jar >/dev/null 2>&1; then rm -f .jars/delta-spark/.pinned-* && touch $@; fi
+
+jars: $(JARS)
+
+setup: $(STAMP) $(JARS)
 
 # The main job: the asset graph over the offline twin of PAI (FLYWHEEL_* variables change it).
 demo: $(STAMP)
@@ -23,14 +32,14 @@ demo: $(STAMP)
 	$(BIN)/flywheel demo
 
 # Lint (ruff, and the import-linter contract: layers only point down), then the default (quick, offline) suite.
-test: $(STAMP)
+test: $(STAMP) $(JARS)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 # The marked tests CI also runs: slow (real-size twin, whole graph), Spark local mode, and the UI in
 # headless Chromium (Debian's chromium + chromium-driver; .ci/run installs them).
-test-slow: $(STAMP)
+test-slow: $(STAMP) $(JARS)
 	$(BIN)/pytest -q -m "slow or spark or ui"
 
 # A labeler's own environment (labelers/envs/$(NAME).txt), for labelers whose dependencies clash with

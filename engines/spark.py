@@ -9,11 +9,11 @@ A stage runs as one Spark job over its chunk:
    executor; its outputs go back as IPC blobs, one row per (part, output);
 4. the driver concatenates the outputs in part order and commits them.
 
-Committing: with delta-spark on the classpath (the normal case on a cluster: spark-defaults.conf,
-`--packages io.delta:delta-spark_4.2_2.13:4.4.1`, or FLYWHEEL_SPARK_DELTA=packages) inputs are
-read with `spark.read.format("delta")` and partitions replaced with `replaceWhere`. Without it
-(these machines cannot reach Maven) Spark computes and the embedded writer (delta-rs) commits,
-and `describe()` says so in every asset's log.
+Committing: with delta-spark (its jars fetched by `make setup` into .jars/delta-spark, checksums
+pinned in deploy/delta-spark/SHA256SUMS; or on the cluster's classpath; or FLYWHEEL_SPARK_DELTA=
+packages) inputs are read with `spark.read.format("delta")` and partitions replaced with
+`replaceWhere`. Without it Spark computes and the embedded writer (delta-rs) commits, and
+`describe()` says so in every asset's log.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import os
 import sys
 from dataclasses import dataclass
 from functools import reduce
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
@@ -41,6 +42,10 @@ DELTA_MODES: tuple[DeltaMode, ...] = ("auto", "packages", "off")
 ENVELOPE = "part long, name string, data binary"
 CLIPS = "__clips__"  # the envelope row that carries a part's clip ids
 DELTA_CLASS = "io.delta.tables.DeltaTable"
+# where `make setup` (scripts/fetch-jars.sh) puts the pinned delta-spark jars; FLYWHEEL_SPARK_JARS overrides
+PROJECT_JARS = Path(__file__).resolve().parents[1] / ".jars" / "delta-spark"
+DELTA_EXTENSIONS = {"spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+                    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class SparkSettings:
     master: str = "local[2]"
     delta: DeltaMode = "auto"  # auto: delta-spark if its jar is on the classpath; packages: fetch it; off: delta-rs
     parts_per_core: int = 4  # parts per executor core: small parts balance clips of unequal cost
+    jars_dir: str = ""  # the delta-spark jars (auto mode); empty: the project's .jars/delta-spark
 
     def __post_init__(self) -> None:
         if self.delta not in DELTA_MODES:
@@ -65,6 +71,17 @@ def delta_package() -> str:
     return f"io.delta:delta-spark_{'.'.join(pyspark.__version__.split('.')[:2])}_2.13:{version('delta-spark')}"
 
 
+def delta_jars(jars_dir: str = "") -> list[Path]:
+    """The delta-spark and delta-storage jars in `jars_dir` (default: the project's), or [] when absent."""
+    folder = Path(jars_dir) if jars_dir else PROJECT_JARS
+    jars = sorted(folder.glob("delta-*.jar")) if folder.is_dir() else []
+    names = {j.name.split("-4")[0].split("_")[0] for j in jars}  # delta-spark_4.2_2.13-4.4.0.jar -> delta-spark
+    if jars and names != {"delta-spark", "delta-storage"}:
+        raise FileNotFoundError(f"{folder} holds {[j.name for j in jars]}: delta-spark needs both its jar and "
+                                "delta-storage's; run scripts/fetch-jars.sh (make setup) again")
+    return jars
+
+
 def start_session(s: SparkSettings) -> SparkSession:
     from pyspark.sql import SparkSession
 
@@ -78,12 +95,17 @@ def start_session(s: SparkSettings) -> SparkSession:
     if s.master.startswith("local"):
         # short jobs on a small machine: the C1 JIT alone starts faster; few shuffle partitions
         b = b.config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1").config("spark.sql.shuffle.partitions", "4")
+    jars = delta_jars(s.jars_dir) if s.delta == "auto" else []
+    if jars:  # spark.jars also ships them to a cluster's executors
+        b = b.config("spark.jars", ",".join(str(j) for j in jars))
+        for k, v in DELTA_EXTENSIONS.items():
+            b = b.config(k, v)
     if s.delta == "packages":
         from delta import configure_spark_with_delta_pip
 
-        b = configure_spark_with_delta_pip(b).config(
-            "spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension").config(
-            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        b = configure_spark_with_delta_pip(b)
+        for k, v in DELTA_EXTENSIONS.items():
+            b = b.config(k, v)
         try:
             return b.getOrCreate()
         except Exception as exc:  # py4j/JVM errors have no common base worth naming
@@ -95,7 +117,8 @@ def start_session(s: SparkSettings) -> SparkSession:
 
 def has_delta(spark: SparkSession) -> bool:
     try:
-        spark._jvm.java.lang.Class.forName(DELTA_CLASS)  # type: ignore[union-attr]
+        # through Spark's loader: jars added by spark.jars are not on the JVM's system classpath
+        spark._jvm.org.apache.spark.util.Utils.classForName(DELTA_CLASS, True, False)  # type: ignore[union-attr]
         return True
     except Exception:  # py4j raises Py4JJavaError(ClassNotFoundException): no delta-spark on the classpath
         return False
@@ -183,7 +206,8 @@ class SparkEngine:
         if self.delta_spark:
             return f"{where}; reads and commits through delta-spark"
         why = ("FLYWHEEL_SPARK_DELTA=off" if self.settings.delta == "off"
-               else f"the delta-spark jar ({delta_package()}) is not on the classpath")
+               else f"the delta-spark jar ({delta_package()}) is neither in {self.settings.jars_dir or PROJECT_JARS} "
+               "(make setup fetches it) nor on the classpath")
         return f"{where}; computed with Spark, committed through the embedded Delta writer (delta-rs): {why}"
 
     def _frame(self, root: str, inp: Input) -> DataFrame:

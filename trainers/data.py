@@ -1,7 +1,8 @@
 """Stream WebDataset shards into torch batches for training (and anyone's `webdataset` code).
 
-Shards are split across nodes and loader workers, samples pass a shuffle buffer, and JPEG
-decoding happens inside the workers, so the training process only receives ready tensors.
+Shards are split across loader workers, samples pass a shuffle buffer, each of N data-parallel
+ranks keeps every N-th sample (trainers.distributed), and JPEG decoding happens inside the
+workers, so the training process only receives ready tensors.
 """
 
 from __future__ import annotations
@@ -79,18 +80,39 @@ def reweighted(weights: dict[str, float], seed: int):  # noqa: ANN201 (a webdata
     return stage
 
 
+def rank_slice(rank: int, world: int):  # noqa: ANN201 (a webdataset stage)
+    """Every `world`-th sample from the `rank`-th on. Ranks see the same stream (same shards, order and
+    shuffle seeds), so their slices partition it: each sample once per epoch across ranks."""
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} is not in 0..{world - 1}")
+
+    def stage(src: Any) -> Any:
+        for i, sample in enumerate(src):
+            if i % world == rank:
+                yield sample
+
+    return stage
+
+
 def make_dataset(urls: list[str], *, batch_size: int, shuffle_buffer: int = 500, seed: int = 0,
                  shuffle_shards: bool = True, partial_last: bool = True,
-                 weights: dict[str, float] | None = None) -> wds.DataPipeline:
-    """shards -> (node, worker) split -> samples -> (reweighting) -> shuffle buffer -> decode -> batches."""
+                 weights: dict[str, float] | None = None, rank: int = 0, world: int = 1) -> wds.DataPipeline:
+    """shards -> worker split -> samples -> (reweighting) -> shuffle buffer -> this rank's slice ->
+    decode -> batches (of batch_size samples: a rank's share of the global batch).
+
+    Shards are not split by rank: the twin has a few shards per chunk of unequal size, and ranks
+    with unequal data would run out of batches at different steps. Slicing after the shuffle keeps
+    the ranks within one sample of each other and decodes only the rank's own samples."""
     stages: list[Any] = [wds.SimpleShardList(urls)]
     if shuffle_shards:
         stages.append(wds.shuffle(len(urls), seed=seed))
-    stages += [wds.split_by_node, wds.split_by_worker, wds.tarfile_to_samples()]
+    stages += [wds.split_by_worker, wds.tarfile_to_samples()]
     if weights:
         stages.append(reweighted(weights, seed))
     if shuffle_buffer > 1:
         stages.append(wds.shuffle(shuffle_buffer, initial=min(shuffle_buffer, 100), seed=seed))
+    if world > 1:
+        stages.append(rank_slice(rank, world))
     stages += [wds.map(decode_sample), wds.batched(batch_size, collation_fn=collate, partial=partial_last)]
     return wds.DataPipeline(*stages)
 

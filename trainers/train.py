@@ -33,6 +33,18 @@ from trainers import checkpoint as C
 from trainers.actions import ActionMode, from_model, rollout, to_model
 from trainers.config import TrainConfig
 from trainers.data import make_loader, state_action_samples
+from trainers.distributed import (
+    SINGLE,
+    Dist,
+    average_gradients,
+    barrier,
+    broadcast_module,
+    global_size,
+    local_batch,
+    main_first,
+    mean_over_ranks,
+    rows_of_rank,
+)
 from trainers.policy import (
     PolicySpec,
     build_policy,
@@ -109,13 +121,15 @@ def lr_at(step: int, tc: TrainConfig) -> float:
     return tc.lr * (tc.min_lr_ratio + (1 - tc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
 
 
-def batch_stream(urls: list[str], tc: TrainConfig, *, epoch: int, skip: int) -> Iterator[tuple[int, int, dict]]:
+def batch_stream(urls: list[str], tc: TrainConfig, *, epoch: int, skip: int,
+                 d: Dist = SINGLE) -> Iterator[tuple[int, int, dict]]:
     """(epoch, index in epoch, batch) forever; each epoch's order is a function of (seed, epoch), so a
-    resumed run skips the batches it had consumed and sees the same data as an uninterrupted one."""
+    resumed run skips the batches it had consumed and sees the same data as an uninterrupted one.
+    Under data parallelism a batch is this rank's share of the global batch of the same index."""
     while True:
-        loader = make_loader(urls, batch_size=tc.batch_size, num_workers=tc.num_workers,
+        loader = make_loader(urls, batch_size=local_batch(tc.batch_size, d), num_workers=tc.num_workers,
                              shuffle_buffer=tc.shuffle_buffer, seed=tc.seed * 100_003 + epoch,
-                             weights=parse_weights(tc.sample_weights))
+                             weights=parse_weights(tc.sample_weights), rank=d.rank, world=d.world)
         n = 0
         for i, batch in enumerate(loader):
             n += 1
@@ -263,32 +277,40 @@ def prepare(tc: TrainConfig, train_urls: list[str], run_dir: Path) -> Setup:
 
 
 def train_step(st: Setup, pre: Any, raw: dict[str, Any], *, capture: _VelocityCapture | None = None,
-               action_stats: dict[str, torch.Tensor] | None = None) -> tuple[float, float, float | None]:
-    """One optimisation step on a loader batch -> (loss, gradient norm before clipping, trajectory term)."""
+               action_stats: dict[str, torch.Tensor] | None = None,
+               d: Dist = SINGLE) -> tuple[float, float, float | None]:
+    """One optimisation step on a loader batch -> (loss, gradient norm before clipping, trajectory term);
+    under data parallelism the loss and term are the global batch's and the gradients averaged."""
     tc, cfg, policy = st.tc, st.cfg, st.policy
     # image (B,3,H,W) [0,1], state (B,4), action (B,64,2): what the policy learns, normalised
     inputs = pre(to_policy_batch(raw, tc.device, st.spec.action_mode))
     n = len(raw["key"])
     traj = None
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=st.amp):
-        if capture is None:
+        if capture is None and not d.active:
             loss, _ = policy.forward(inputs)
         else:
-            assert action_stats is not None
-            noise = policy.model.sample_noise((n, cfg.chunk_size, cfg.max_action_dim), tc.device)
-            time_ = policy.model.sample_time(n, tc.device)
-            fm, _ = policy.forward(inputs, noise=noise, time=time_)
-            traj = trajectory_term(capture.v_t, noise, time_, inputs["action"], action_stats,
-                                   raw["state"].to(tc.device), raw["future"][..., :2].to(tc.device), st.spec.action_mode)
-            loss = fm + tc.traj_loss_weight * traj
+            # noise and times drawn for the global batch, this rank's rows taken: what one process
+            # would draw for these samples (trainers.distributed)
+            n_all = global_size(n, d)
+            noise = rows_of_rank(policy.model.sample_noise((n_all, cfg.chunk_size, cfg.max_action_dim), tc.device), d)
+            time_ = rows_of_rank(policy.model.sample_time(n_all, tc.device), d)
+            loss, _ = policy.forward(inputs, noise=noise, time=time_)
+            if capture is not None:
+                assert action_stats is not None
+                traj = trajectory_term(capture.v_t, noise, time_, inputs["action"], action_stats, raw["state"].to(
+                    tc.device), raw["future"][..., :2].to(tc.device), st.spec.action_mode)
+                loss = loss + tc.traj_loss_weight * traj
     if not torch.isfinite(loss):  # stop before the weights are touched: the last checkpoint stays good
         raise FloatingPointError(f"loss is {loss.item()} (lr {st.optimizer.param_groups[0]['lr']:.2e}): lower lr or "
                                  "check the shards' actions and states for non-finite values")
     loss.backward()
+    average_gradients(st.trainable, d)
     gnorm = torch.nn.utils.clip_grad_norm_(st.trainable, tc.grad_clip)
     st.optimizer.step()
     st.optimizer.zero_grad(set_to_none=True)
-    return loss.detach().item(), gnorm.item(), None if traj is None else traj.detach().item()
+    return (mean_over_ranks(loss.detach().item(), n, d), gnorm.item(),
+            None if traj is None else mean_over_ranks(traj.detach().item(), n, d))
 
 
 def _finished_run(tc: TrainConfig, run_id: str, ckpt_dir: Path, state_dir: Path, log: Log) -> TrainResult | None:
@@ -363,57 +385,93 @@ def _val_line(step: int, v: dict[str, float]) -> str:
             f"{v['cv_ade_6p4s']:.3f} m, constant (a, κ) {v['ca_ade_6p4s']:.3f} m) on {int(v['windows'])} windows")
 
 
+OnBatch = Callable[[int, int, list[str]], None]  # (epoch, batch index in epoch, sample keys) of every batch trained
+
+
+def _distributed(tc: TrainConfig) -> tuple[TrainConfig, Dist]:
+    """The process group torchrun set up (one process without it), and this rank's device."""
+    from trainers.distributed import from_env
+
+    d = from_env(tc.device)
+    if d.active and tc.device.startswith("cuda"):
+        torch.cuda.set_device(d.local_rank)
+        tc = dataclasses.replace(tc, device=f"cuda:{d.local_rank}")
+    local_batch(tc.batch_size, d)  # names a global batch the ranks cannot share
+    return tc, d
+
+
 def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_dir: str | Path, data_version: str,
-          restart: bool = False, log: Log = print, progress_bar: bool | None = None) -> TrainResult:
-    """Train (or resume, or report a finished) run of `tc` on these shards under runs_dir/<run_id>."""
-    tc = tc.resolved()
+          restart: bool = False, log: Log = print, progress_bar: bool | None = None,
+          on_batch: OnBatch | None = None) -> TrainResult:
+    """Train (or resume, or report a finished) run of `tc` on these shards under runs_dir/<run_id>.
+
+    Under `torchrun` (WORLD_SIZE > 1) every process calls this: data parallel over the ranks, with
+    `tc.batch_size` the global batch (trainers.distributed); rank 0 logs, validates and checkpoints."""
+    tc, d = _distributed(tc.resolved())
+    log = log if d.main else (lambda _msg: None)
     run_id = tc.run_id(data_version)
     run_dir = Path(runs_dir) / run_id
     ckpt_dir, state_dir = C.run_paths(run_dir)
-    if restart and run_dir.exists():
-        shutil.rmtree(run_dir)
+    with main_first(d):
+        if restart and run_dir.exists() and d.main:
+            shutil.rmtree(run_dir)
+        if d.main and (stale := C.drop_stale_generations(run_dir)):
+            log(f"run {run_id}: removed checkpoint generations {stale} that an interrupted save left behind")
     if tc.device == "cpu":
         torch.set_num_threads(tc.threads or 1)
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed)
-    if stale := C.drop_stale_generations(run_dir):
-        log(f"run {run_id}: removed checkpoint generations {stale} that an interrupted save left behind")
     if done := _finished_run(tc, run_id, ckpt_dir, state_dir, log):
         return done
 
-    st = prepare(tc, train_urls, run_dir)
+    with main_first(d):  # rank 0 writes the tiny backbone; the others read it
+        st = prepare(tc, train_urls, run_dir)
+    broadcast_module(st.policy, d)
     start = _resume_or_start(st, run_dir, train_urls, run_id, log)
-    step, metrics, ema, spec, policy = start.step, start.metrics, start.ema, st.spec, st.policy
-    pre, post = processors(st.cfg, start.stats)
-    val = load_val(val_urls, tc) if val_urls else []
-    action_stats = {k: v.to(tc.device) for k, v in start.stats["action"].items() if k in ("mean", "std")}
-    log(f"run {run_id}: {spec.profile} profile on {tc.device}, {st.params['trainable']:,} of {st.params['total']:,} "
+    val = load_val(val_urls, tc) if val_urls and d.main else []
+    log(f"run {run_id}: {st.spec.profile} profile on {tc.device}"
+        f"{f' x {d.world} processes' if d.active else ''}, {st.params['trainable']:,} of {st.params['total']:,} "
         f"parameters train (LoRA {st.params['lora']:,}); image {st.image_hw[1]}x{st.image_hw[0]}; "
         f"{len(train_urls)} train / {len(val_urls)} val shards; data {data_version}")
-    save = _saver(st, start, run_dir, run_id, data_version)
+    save = _saver(st, start, run_dir, run_id, data_version) if d.main else None
+    wall, samples = _loop(st, start, train_urls, val, save, d, log, run_id, progress_bar, on_batch)
+    barrier(d)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if tc.device.startswith("cuda") else _rss_peak_mb()
+    return _result(run_id, ckpt_dir, tc, start.step, False, start.metrics, st.params, wall,
+                   samples / max(wall, 1e-9), peak)
 
-    # --- the loop -----------------------------------------------------------------------------
+
+def _loop(st: Setup, start: _Start, train_urls: list[str], val: list[dict[str, Any]],
+          save: Callable[[int, int, int, dict[str, float]], None] | None, d: Dist, log: Log, run_id: str,
+          progress_bar: bool | None, on_batch: OnBatch | None) -> tuple[float, int]:
+    """The optimisation loop from start.step to tc.steps (metrics appended to start.metrics) ->
+    (wall seconds, samples trained, over all ranks)."""
+    tc, step, metrics, ema, policy = st.tc, start.step, start.metrics, start.ema, st.policy
+    pre, post = processors(st.cfg, start.stats)
+    action_stats = {k: v.to(tc.device) for k, v in start.stats["action"].items() if k in ("mean", "std")}
     capture = _VelocityCapture(policy.model.action_out_proj) if tc.traj_loss_weight > 0 else None
     if tc.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    stream = batch_stream(train_urls, tc, epoch=start.epoch, skip=start.skip)
+    stream = batch_stream(train_urls, tc, epoch=start.epoch, skip=start.skip, d=d)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=tc.steps, initial=step, desc=run_id, unit="step",
-               disable=not (sys.stderr.isatty() if progress_bar is None else progress_bar))
+               disable=not d.main or not (sys.stderr.isatty() if progress_bar is None else progress_bar))
     log_every = max(1, tc.steps // 20)
     report = Progress(log, "train", tc.steps, done=step)
     t_start, samples, last_val = time.perf_counter(), 0, {}
     policy.train()
     while step < tc.steps:
         ep, i, raw = next(stream)
+        if on_batch:
+            on_batch(ep, i, list(raw["key"]))
         lr = lr_at(step, tc)
         for g in st.optimizer.param_groups:
             g["lr"] = lr
-        loss_v, gnorm, traj = train_step(st, pre, raw, capture=capture, action_stats=action_stats)
+        loss_v, gnorm, traj = train_step(st, pre, raw, capture=capture, action_stats=action_stats, d=d)
         if ema:
             ema.update(step)
-        step, samples = step + 1, samples + len(raw["key"])
+        step, samples = step + 1, samples + global_size(len(raw["key"]), d)
         bar.update(1)
         report.update()
         wall = time.perf_counter() - t_start
@@ -423,17 +481,15 @@ def train(tc: TrainConfig, *, train_urls: list[str], val_urls: list[str], runs_d
             log(f"step {step}/{tc.steps} loss {loss_v:.4f} lr {lr:.2e} grad {gnorm:.2f} {samples / wall:.1f} samples/s")
         if val and (step % tc.val_every == 0 or step == tc.steps):
             with ema.applied() if ema else nullcontext():
-                last_val = validate(policy, pre, post, val, st.cfg, seed=tc.seed, device=tc.device, mode=spec.action_mode)
+                last_val = validate(policy, pre, post, val, st.cfg, seed=tc.seed, device=tc.device, mode=st.spec.action_mode)
             metrics += _rows(step, "val", last_val, time.perf_counter() - t_start)
             log(_val_line(step, last_val))
-        if step % tc.checkpoint_every == 0 or step == tc.steps:
+        if save and (step % tc.checkpoint_every == 0 or step == tc.steps):
             save(step, i + 1, ep, last_val)
     bar.close()
     if capture is not None:
         capture.handle.remove()
-    wall = time.perf_counter() - t_start
-    peak = torch.cuda.max_memory_allocated() / 2**20 if tc.device.startswith("cuda") else _rss_peak_mb()
-    return _result(run_id, ckpt_dir, tc, start.step, False, metrics, st.params, wall, samples / max(wall, 1e-9), peak)
+    return time.perf_counter() - t_start, samples
 
 
 def _tiny_hash(backbone_dir: Path) -> str:

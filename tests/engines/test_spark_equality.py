@@ -3,7 +3,8 @@
 One twin chunk with one damaged clip goes through the per-chunk assets in real Dagster runs:
 with FLYWHEEL_ENGINE=embedded; with spark on local[2], where every stage is split into one part
 per clip; and with spark on a standalone cluster (a master and a worker started as the compose
-profile starts them, the driver in its own process). Marked `spark`: `make test-slow` (and so
+profile starts them, the driver in its own process); both Spark runs read and commit through
+delta-spark (the pinned jars `make setup` fetches). Marked `spark`: `make test-slow` (and so
 CI) runs it, the quick loop not.
 """
 
@@ -24,6 +25,7 @@ import pytest
 from dagster_project.assets import ingest, labels, shards, targets
 from dagster_project.partitions import CHUNKS_PARTITION
 from dagster_project.resources import EngineResource, LakeResource, PAISourceResource, shared_engine
+from engines.spark import delta_jars
 from lake import io
 from lake import tables as T
 from tests.conftest import free_port, rewrite_zip
@@ -104,7 +106,7 @@ def lakes(twin_dir: Path, tmp_path_factory: pytest.TempPathFactory, standalone: 
     proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert f"engine: spark {standalone} (2 cores)" in proc.stderr
+    assert f"engine: spark {standalone} (2 cores); reads and commits through delta-spark" in proc.stderr
     return {k: root / k for k in ("embedded", "spark", "cluster")}
 
 
@@ -143,13 +145,10 @@ def test_shard_files_are_byte_identical(lakes: dict[str, Path]) -> None:
 
 
 def test_the_engine_says_how_it_commits(lakes: dict[str, Path]) -> None:
+    """`make setup` fetched the pinned delta-spark jars: the runs above read and committed through them."""
+    assert delta_jars(), "no .jars/delta-spark: make setup (scripts/fetch-jars.sh) fetches them"
     eng = shared_engine("spark", "local[2]", "auto", 4)  # the session the runs above used
-    text = eng.describe()
-    assert text.startswith("spark local[2] (2 cores)")
-    if eng.delta_spark:  # a machine with the delta-spark jar on its classpath
-        assert "through delta-spark" in text
-    else:
-        assert "committed through the embedded Delta writer (delta-rs)" in text and "io.delta:delta-spark_4.2_2.13" in text
+    assert eng.describe() == "spark local[2] (2 cores); reads and commits through delta-spark"
 
 
 def test_fetching_delta_spark_that_cannot_resolve_fails_clearly() -> None:
