@@ -129,3 +129,15 @@ class TrainData:
     restart: bool = knob(False, "train again even if this config and data already have a finished run")
     reweight: bool = knob(False, "weight training samples by the latest data request (gold.data_requests): the "
                                  "zero-download answer to the agent's failures; sets sample_weights")
+    launcher: Literal["in_process", "pipes"] = knob(
+        "in_process", "in_process: train in the Dagster run's process; pipes: in processes of its own, launched "
+                      "through Dagster Pipes (torchrun when nproc_per_node > 1), which report logs and the result back")
+    nproc_per_node: int = knob(1, "training processes (data parallel, one per GPU) under torchrun; > 1 needs "
+                                  "launcher pipes; batch_size stays the global batch")
+
+    def __post_init__(self) -> None:
+        if self.nproc_per_node < 1:
+            raise ValueError(f"nproc_per_node={self.nproc_per_node}: must be >= 1")
+        if self.nproc_per_node > 1 and self.launcher != "pipes":
+            raise ValueError(f"nproc_per_node={self.nproc_per_node} needs launcher='pipes' (torchrun starts the "
+                             "processes; the Dagster run's own process is one)")

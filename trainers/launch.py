@@ -39,6 +39,14 @@ def write_job(path: Path, tc: TrainConfig, *, train_urls: list[str], val_urls: l
     return path
 
 
+def command(job: Path, nproc_per_node: int = 1) -> list[str]:
+    """The command that runs `job`: this interpreter, under torchrun (standalone, one node) for > 1 process."""
+    if nproc_per_node <= 1:
+        return [sys.executable, "-m", "trainers.launch", "--job", str(job)]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc_per_node}",
+            "-m", "trainers.launch", "--job", str(job)]
+
+
 def read_job(path: Path) -> dict[str, Any]:
     try:
         job = json.loads(path.read_text())

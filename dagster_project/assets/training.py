@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pyarrow as pa
+from dagster._core.errors import DagsterPipesExecutionError  # not exported by dagster; raised by Pipes clients
 
 from core.request import DataRequest, format_weights
 from core.stats import verdict_word
@@ -20,6 +21,8 @@ from lake import tables as T
 from qa.report import blocking_failures
 from trainers.config import TrainConfig, TrainData
 from trainers.data import ShardSet, meta_action_counts, shards_from_manifest
+from trainers.launch import command as launch_command
+from trainers.launch import result_from_doc, write_job
 from trainers.train import BASELINE_PREFIX, TrainResult, strongest_baseline, train, val_headline
 from transforms.plots import curves_png
 
@@ -115,9 +118,7 @@ def train_field_agent(context: dg.AssetExecutionContext, config: TrainFieldAgent
     knobs = dataclasses.asdict(tc) | {"labeler": shards.labels[0], "labeler_version": shards.labels[1],
                                       # what the flywheel_turn sensor compares new data against
                                       "train_samples": shards.samples.get("train", 0), "chunks": sorted(shards.chunks)}
-    res = train(tc, train_urls=shards.train, val_urls=shards.val,
-                runs_dir=Path(lake.root) / "checkpoints", data_version=shards.data_version, restart=data.restart,
-                log=context.log.info, progress_bar=False)
+    res = _run_training(context, tc, data, shards, Path(lake.root) / "checkpoints")
     if not res.already_done or not lake.read(T.TRAINING_RUNS, where={"run_id": res.run_id}).num_rows:
         metrics = pa.Table.from_pylist([{"run_id": res.run_id, **r} for r in res.metrics], schema=T.TRAINING_METRICS.schema)
         lake.overwrite_partition(T.TRAINING_METRICS, metrics, extra={"run_id": res.run_id})
@@ -134,6 +135,29 @@ def train_field_agent(context: dg.AssetExecutionContext, config: TrainFieldAgent
         context.log.info(val_headline(res.final))
     finished = lake.read(T.TRAINING_RUNS, where={"run_id": res.run_id}).column("finished_us").to_pylist()
     return _result(res, shards, finished[0] if finished else 0)
+
+
+def _run_training(context: dg.AssetExecutionContext, tc: TrainConfig, data: TrainData, shards: ShardSet,
+                  runs_dir: Path) -> TrainResult:
+    """Train here, or in processes of their own through Dagster Pipes (torchrun for several): those send
+    their log lines to this run's log and the result back as a Pipes message."""
+    kw = dict(train_urls=shards.train, val_urls=shards.val, runs_dir=runs_dir, data_version=shards.data_version,
+              restart=data.restart)
+    if data.launcher == "in_process":
+        return train(tc, **kw, log=context.log.info, progress_bar=False)  # type: ignore[arg-type]
+    job = write_job(runs_dir / ".jobs" / f"{context.run_id}.json", tc, **kw)  # type: ignore[arg-type]
+    cmd = launch_command(job, data.nproc_per_node)
+    context.log.info(f"training through Dagster Pipes: {' '.join(cmd)}")
+    try:
+        docs = dg.PipesSubprocessClient().run(command=cmd, context=context).get_custom_messages()
+    except DagsterPipesExecutionError as exc:
+        raise dg.Failure(f"the training process failed ({exc}); its output is in this step's logs. The run resumes "
+                         "from its last checkpoint when materialized again") from exc
+    finally:
+        job.unlink(missing_ok=True)
+    if not docs:
+        raise dg.Failure(f"the training process exited without reporting a result: {' '.join(cmd)}")
+    return result_from_doc(docs[-1])
 
 
 def _result(res: TrainResult, shards: ShardSet, finished_us: int) -> dg.MaterializeResult:

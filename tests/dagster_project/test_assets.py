@@ -343,3 +343,17 @@ def test_train_field_agent_trains_on_all_chunks_and_records_the_run(twin_dir: Pa
                      r"baseline; difference [-+][\d.]+ m, 95% \[", out), out[-2000:]
     lora = [r for r in io.read(lake, T.TRAINING_RUNS).to_pylist() if json.loads(r["config"])["lora_rank"] == 2]
     assert len(lora) == 1 and lora[0]["steps"] == 3 and Path(lora[0]["checkpoint"], "adapter.safetensors").exists()
+    # the same asset through Dagster Pipes: 2 training processes under torchrun (gloo), a new run (another
+    # seed); their log lines reach this run's log and their result its materialization and tables
+    piped = {**cfg, "seed": 1, "launcher": "pipes", "nproc_per_node": 2}
+    result = dg.materialize([training.train_field_agent], instance=instance, resources=res,
+                            run_config={"ops": {"train_field_agent": {"config": piped}}})
+    assert result.success
+    meta = instance.get_latest_materialization_event(dg.AssetKey("train_field_agent")).asset_materialization.metadata
+    assert meta["steps"].value == 4 and not meta["already_trained"].value and meta["run_id"].value != runs[0]["run_id"]
+    assert Path(meta["checkpoint"].value, "weights.safetensors").exists()
+    assert meta["val_ade_6p4s_m"].value == pytest.approx(io.read(lake, T.TRAINING_RUNS, where={
+        "run_id": meta["run_id"].value}).column("val_ade_6p4s_m")[0].as_py(), abs=1e-3)
+    messages = [e.message for e in instance.all_logs(result.run_id) if e.message]
+    assert any("x 2 processes" in m for m in messages) and any(m.startswith("step 4/4 loss") for m in messages)
+    assert not list((lake / "checkpoints" / ".jobs").glob("*.json"))  # the job file is removed
