@@ -87,17 +87,21 @@ class FieldAgent:
             raise ValueError(f"states must be finite (v, a, κ, yaw rate) rows, got {st.tolist()[:2]}")
         if not noise_scale >= 0:
             raise ValueError(f"noise_scale={noise_scale}: use 0 (the deterministic plan) or a positive scale such as 1")
-        pre, post, policy = self.loaded.pre, self.loaded.post, self.loaded.policy
+        pre, post = self.loaded.pre, self.loaded.post
         obs = pre({CAMERA_KEY: self._images(images).to(self.device), STATE_KEY: st.to(self.device),
                    "task": [str(c) for c in commands]})
         shape = (len(images), self.chunk, self.max_action_dim)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         noise = (torch.randn(shape, generator=gen) * noise_scale).to(self.device)
         with torch.no_grad():
-            chunk = post(policy.predict_action_chunk(obs, noise=noise)).float().cpu()  # (B, 64, 2)
+            chunk = post(self._chunk(obs, noise)).float().cpu()  # (B, 64, 2)
             chunk = from_model(chunk, st, self.loaded.spec.action_mode)  # normalised (a, κ)
             accel, kappa, xy, yaw = rollout(chunk, st[:, 0])
         return AgentOutput(accel.numpy(), kappa.numpy(), xy.numpy(), yaw.numpy())
+
+    def _chunk(self, obs: dict, noise: torch.Tensor) -> torch.Tensor:
+        """Preprocessed observations and noise -> the policy's normalised action chunk (B, 64, 2)."""
+        return self.loaded.policy.predict_action_chunk(obs, noise=noise)
 
     def act(self, image: np.ndarray, command: str, state: EgoState | Sequence[float], *,
             seed: int | None = 0, noise_scale: float = 0.0) -> AgentOutput:
