@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -33,6 +34,9 @@ class LabelConfig:
     labeler_env: str = knob("", "alpamayo, standin: their environment (default .labeler-envs/<labeler> of the "
                                 "project, made by `make labeler-env NAME=<labeler>`)")
     phrasing_seed: int = knob(0, "picks among each meta-action's phrasings of the command")
+    workers: int = knob(1, "model labelers (vlm, alpamayo, standin): split the windows over this many worker "
+                           "processes, one per GPU (cuda:LOCAL_RANK); each shard resumes on its own "
+                           "(labelers/sharded.py)")
     keyframes: bool = knob(False, "label only the windows where the kinematic meta-action changes (and each clip's "
                                   "first); the others carry their keyframe's trace. A label set of its own "
                                   "(version +keyframes): spends an expensive labeler where behaviour changes")
@@ -63,11 +67,17 @@ def features_for(names: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def make_labeler(name: str, files: ChunkFiles, *, vlm_model_dir: str = "", env_dir: str | Path = "",
-                 workdir: str | Path = "", launch: Launch | None = None) -> Labeler:
+                 workdir: str | Path = "", launch: Launch | None = None, workers: int = 1,
+                 jobs_dir: str | Path = "", log: Callable[[str], None] = print) -> Labeler:
     """A labeler by name. Those of ENV_LABELERS run in their own environment (`env_dir`, default
-    .labeler-envs/<name> of the project) through `launch` (default: a plain subprocess)."""
+    .labeler-envs/<name> of the project) through `launch` (default: a plain subprocess). With
+    `workers` > 1 a model labeler runs as that many worker processes (labelers.sharded), its
+    resumable shards under `jobs_dir`."""
     if name == "kinematic":
         return KinematicLabeler()
+    if workers > 1 and name in MODEL_LABELERS:
+        return _sharded(name, files, vlm_model_dir=vlm_model_dir, env_dir=env_dir, workers=workers,
+                        jobs_dir=jobs_dir or Path(tempfile.mkdtemp(prefix=f"labeler-{name}-")), log=log)
     if name == "vlm":
         from labelers.vlm import VLMLabeler
 
@@ -91,3 +101,28 @@ def make_labeler(name: str, files: ChunkFiles, *, vlm_model_dir: str = "", env_d
                           launch=launch or subprocess_launch(work, pythonpath=PROJECT))
     raise ValueError(f"unknown labeler {name!r}: choose one of {', '.join(LABELERS)}")
 
+
+
+def _sharded(name: str, files: ChunkFiles, *, vlm_model_dir: str, env_dir: str | Path, workers: int,
+             jobs_dir: str | Path, log: Callable[[str], None]) -> Labeler:
+    """The labeler split over worker processes of its interpreter (its own environment's for ENV_LABELERS)."""
+    import sys
+
+    from labelers.sharded import ShardedLabeler
+
+    options: dict[str, object] = {}
+    if name == "vlm":
+        from labelers.vlm import VLMLabeler
+
+        if not vlm_model_dir:
+            raise LabelerUnavailable("labeler=vlm needs vlm_model_dir: a local image-text-to-text model folder")
+        version, options, python = VLMLabeler(vlm_model_dir).version, {"model_dir": str(vlm_model_dir)}, sys.executable
+    else:
+        env = Path(env_dir or PROJECT / ".labeler-envs" / name)
+        python = str(env / "bin" / "python")
+        if not Path(python).exists():
+            raise LabelerUnavailable(f"labeler {name} runs in its own environment and {env} holds none: build it "
+                                     f"with `make labeler-env NAME={name}` (labelers/envs/{name}.txt)")
+        version = labeler_class(name).version
+    return ShardedLabeler(name, version, workers=workers, python=python, jobs_dir=jobs_dir, options=options,
+                          dataset_root=files.path("features.csv").parent, pythonpath=PROJECT, log=log)

@@ -32,9 +32,10 @@ def window_to_dict(w: WindowContext) -> dict[str, Any]:
             "future_yaw": w.future_yaw.tolist()}
 
 
-def window_from_dict(d: dict[str, Any]) -> WindowContext:
+def window_from_dict(d: dict[str, Any], image: np.ndarray | None = None) -> WindowContext:
     return WindowContext(str(d["clip_id"]), int(d["t0_us"]), float(d["v0_mps"]), np.asarray(d["accel_mps2"]),
-                         np.asarray(d["curvature_1pm"]), np.asarray(d["future_xyz"]), np.asarray(d["future_yaw"]))
+                         np.asarray(d["curvature_1pm"]), np.asarray(d["future_xyz"]), np.asarray(d["future_yaw"]),
+                         image=image)
 
 
 def result_to_dict(w: WindowContext, r: Trace | LabelFailure) -> dict[str, Any]:

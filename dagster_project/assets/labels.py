@@ -33,7 +33,9 @@ def _job(context: dg.AssetExecutionContext, lake: LakeResource, key: str,
         dg.PipesSubprocessClient(env={"PYTHONPATH": str(PROJECT)}).run(context=context, command=command, extras=extras)
 
     labeler = make_labeler(config.labeler, files, vlm_model_dir=config.vlm_model_dir, env_dir=config.labeler_env,
-                           workdir=Path(lake.root) / ".labeling" / context.run_id / key, launch=launch)
+                           workdir=Path(lake.root) / ".labeling" / context.run_id / key, launch=launch,
+                           workers=config.workers, jobs_dir=Path(lake.root) / ".labeling" / "sharded" / key,
+                           log=context.log.info)
     if config.keyframes:
         labeler = KeyframeLabeler(labeler)
     # the gate is in the data: only clips the index still holds usable, whatever targets exist

@@ -155,6 +155,35 @@ def test_commander_labels_are_versioned(twin_dir: Path, tmp_path: Path, instance
     assert meta["windows_labeled"].value == n_windows and "| command | windows | share |" in meta["commands"].value
 
 
+@pytest.mark.slow
+def test_a_model_labeler_over_two_workers_commits_each_window_once(twin_dir: Path, tmp_path: Path,
+                                                                  instance: dg.DagsterInstance) -> None:
+    """commander_labels with the tiny offline VLM split over 2 worker processes, twice: every window is
+    labeled or flagged exactly once, and the second run replaces the first's rows (idempotent merge)."""
+    from dagster_project.assets import labels
+    from trainers.tiny_backbone import build_tiny_backbone
+
+    res = _resources(tmp_path / "lake", twin_dir)
+    lake = tmp_path / "lake"
+    assert _materialize(instance, res, "chunk_0000").success
+    model = build_tiny_backbone(tmp_path / "tiny_vlm", with_weights=True)
+    cfg = {"labeler": "vlm", "vlm_model_dir": str(model), "workers": 2}
+    n_windows = io.read(lake, T.UNICYCLE_TARGETS, chunk="chunk_0000").num_rows
+    counts = []
+    for _ in range(2):
+        result = dg.materialize([labels.commander_labels], partition_key="chunk_0000", instance=instance, resources=res,
+                                run_config={"ops": {"commander_labels": {"config": cfg}}})
+        assert result.success
+        messages = [e.message for e in instance.all_logs(result.run_id) if e.message]
+        assert any("over 2 workers" in m for m in messages) and any(m.startswith("worker 1/2: exit 0") for m in messages)
+        labeled = io.read(lake, T.COMMANDER_LABELS, where={"labeler": "vlm"}).num_rows
+        flagged = [r for r in io.read(lake, T.QUARANTINE, chunk="chunk_0000").to_pylist() if r["stage"].startswith(
+            "commander_labels:vlm:")]
+        counts.append((labeled, len(flagged)))
+    assert counts[0] == counts[1] and counts[0][0] + counts[0][1] == n_windows
+    assert not list((lake / ".labeling" / "sharded" / "chunk_0000").iterdir())
+
+
 def test_unavailable_labeler_fails_the_run_with_what_to_do(twin_dir: Path, tmp_path: Path, instance: dg.DagsterInstance) -> None:
     from dagster_project.assets import labels
 
