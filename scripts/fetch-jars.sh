@@ -14,7 +14,12 @@ if ! command -v mvn >/dev/null; then
   exit 0
 fi
 rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
-mvn -q -B -Dstyle.color=never -f deploy/delta-spark/pom.xml dependency:copy-dependencies -DoutputDirectory="$PWD/$dest.tmp"
+for attempt in 1 2 3; do  # Maven Central over a flaky link: try again before failing the set-up
+  mvn -q -B -Dstyle.color=never -f deploy/delta-spark/pom.xml dependency:copy-dependencies \
+    -DoutputDirectory="$PWD/$dest.tmp" > .jars/mvn.log 2>&1 && break
+  [ "$attempt" -lt 3 ] || { tail -20 .jars/mvn.log >&2; echo "fetch-jars: Maven failed 3 times" >&2; exit 1; }
+  sleep $((attempt * 10))
+done
 if ! (cd "$dest.tmp" && sha256sum --quiet -c "../../$sums" && [ "$(ls | wc -l)" -eq "$(wc -l < "../../$sums")" ]); then
   rm -rf "$dest.tmp"
   echo "fetch-jars: the jars Maven returned do not match $sums: not installed" >&2

@@ -119,6 +119,7 @@ def test_dockerfile_installs_the_lock_and_the_instance_config() -> None:
     text = (REPO / "Dockerfile").read_text()
     assert "FROM python:3.12" in text and "pip install --no-cache-dir -r requirements.lock" in text
     assert "openjdk-17-jre-headless" in text  # Spark's JVM, for the engine and the compose profile
+    assert "scripts/fetch-jars.sh" in text and "COPY --from=jars /src/.jars /opt/flywheel/.jars" in text  # delta-spark
     assert "deploy/dagster.yaml $DAGSTER_HOME/dagster.yaml" in text and "deploy/workspace.yaml" in text
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".venv", "lakehouse", ".git"} <= set(ignored)  # the build context stays small and secret-free

@@ -135,3 +135,22 @@ def test_missing_storage_jar_is_named(tmp_path: Path) -> None:
     shutil.copy(next(j for j in src if j.name.startswith("delta-spark")), tmp_path)
     with pytest.raises(FileNotFoundError, match="delta-storage"):
         delta_jars(str(tmp_path))
+
+
+def test_fetched_jars_must_match_the_pinned_checksums(tmp_path: Path) -> None:
+    """scripts/fetch-jars.sh through Maven: the pinned sums install the jars; one wrong sum installs nothing."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    for name in ("deploy", "scripts"):
+        shutil.copytree(repo / name, tmp_path / name)
+    ok = subprocess.run(["bash", "scripts/fetch-jars.sh"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0, ok.stderr
+    assert sorted(p.name for p in delta_jars(str(tmp_path / ".jars" / "delta-spark"))) == \
+        sorted(p.name for p in delta_jars())
+    shutil.rmtree(tmp_path / ".jars")
+    sums = tmp_path / "deploy" / "delta-spark" / "SHA256SUMS"
+    sums.write_text("0" * 64 + sums.read_text()[64:])
+    bad = subprocess.run(["bash", "scripts/fetch-jars.sh"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 1 and "do not match" in bad.stderr
+    assert not (tmp_path / ".jars" / "delta-spark").exists()
