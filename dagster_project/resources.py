@@ -36,23 +36,25 @@ class EngineResource(dg.ConfigurableResource):
     """Where the per-clip work of index, fit, labels and shard encoding runs (engines/).
 
     `embedded`: this process, delta-rs. `spark`: Spark jobs on `spark_master`; reads and commits
-    through delta-spark when its jar is on the classpath (`spark_delta`: auto | packages | off).
+    through delta-spark when its jars are in `spark_jars` (default: the project's .jars/delta-spark)
+    or on the classpath (`spark_delta`: auto | packages | off).
     """
 
     kind: str = "embedded"
     spark_master: str = "local[2]"
     spark_delta: str = "auto"
+    spark_jars: str = ""
     parts_per_core: int = 4
 
     def engine(self) -> Engine:
-        return shared_engine(self.kind, self.spark_master, self.spark_delta, self.parts_per_core)
+        return shared_engine(self.kind, self.spark_master, self.spark_delta, self.parts_per_core, self.spark_jars)
 
 
 @cache
-def shared_engine(kind: str, master: str, delta: str, parts_per_core: int) -> Engine:
+def shared_engine(kind: str, master: str, delta: str, parts_per_core: int, jars_dir: str = "") -> Engine:
     # one engine (one Spark session) per process: every step of an in-process run shares it
     if kind == "spark":
-        return make_engine(kind, master=master, delta=delta, parts_per_core=parts_per_core)
+        return make_engine(kind, master=master, delta=delta, parts_per_core=parts_per_core, jars_dir=jars_dir)
     return make_engine(kind)
 
 
@@ -92,7 +94,8 @@ def resources_from_env(*, engine: str = "embedded") -> dict[str, dg.Configurable
 
     return {
         "lake": LakeResource(root=s.lake),
-        "engine": EngineResource(kind=s.engine, spark_master=s.spark_master, spark_delta=s.spark_delta),
+        "engine": EngineResource(kind=s.engine, spark_master=s.spark_master, spark_delta=s.spark_delta,
+                                 spark_jars=s.spark_jars),
         "source": PAISourceResource(
             kind=s.source, mirror_dir=s.mirror_dir, hf_revision=s.hf_revision, hf_cache=s.hf_cache,
             hf_token=dg.EnvVar("HF_TOKEN") if os.environ.get("HF_TOKEN") else None, twin_dir=s.twin_dir,

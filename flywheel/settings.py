@@ -33,8 +33,9 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (  # (variable, default, meaning)
     ('FLYWHEEL_LABELERS', 'kinematic', 'labelers to fetch chunks for (comma list): the features they read are fetched'),
     ('FLYWHEEL_ENGINE', 'embedded', 'where index, fit, labels and shard encoding run: embedded or spark'),
     ('FLYWHEEL_SPARK_MASTER', 'local[2]', 'the Spark master (spark://host:7077, yarn, k8s://..., local[N])'),
-    ('FLYWHEEL_SPARK_DELTA', 'auto', 'auto: delta-spark if its jar is on the classpath, else delta-rs; '
-     'packages: delta-spark from Maven; off: delta-rs'),
+    ('FLYWHEEL_SPARK_DELTA', 'auto', 'auto: delta-spark if its jars are in FLYWHEEL_SPARK_JARS or on the classpath, '
+     'else delta-rs; packages: delta-spark from Maven; off: delta-rs'),
+    ('FLYWHEEL_SPARK_JARS', './.jars/delta-spark', 'the pinned delta-spark jars (`make setup` fetches them there)'),
     ("FLYWHEEL_RETRAIN_MIN_WINDOWS", "200", "new training windows since the last run that make the flywheel_turn sensor retrain"),
 )
 
@@ -66,6 +67,7 @@ class Settings:
     engine: str = "embedded"
     spark_master: str = "local[2]"
     spark_delta: str = "auto"
+    spark_jars: str = ""  # empty: the project's .jars/delta-spark
     labelers: tuple[str, ...] = (DEFAULT_LABELER,)
     # the flywheel_turn sensor retrains once this many training windows arrived since the last run
     retrain_min_windows: int = 200
@@ -102,6 +104,7 @@ class Settings:
             engine=(e("FLYWHEEL_ENGINE") or engine).strip().lower(),
             spark_master=e("FLYWHEEL_SPARK_MASTER") or "local[2]",
             spark_delta=(e("FLYWHEEL_SPARK_DELTA") or "auto").strip().lower(),
+            spark_jars=e("FLYWHEEL_SPARK_JARS", ""),
             labelers=tuple(n.strip().lower() for n in (e("FLYWHEEL_LABELERS") or DEFAULT_LABELER).split(",") if n.strip()),
             retrain_min_windows=_num("FLYWHEEL_RETRAIN_MIN_WINDOWS", 200, int),
         )

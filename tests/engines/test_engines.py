@@ -115,6 +115,10 @@ def test_engine_settings_name_the_bad_value(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("FLYWHEEL_SPARK_MASTER", "spark://master:7077")
     s = Settings.from_env()
     assert (s.engine, s.spark_master, s.spark_delta) == ("spark", "spark://master:7077", "off")
+    monkeypatch.setenv("FLYWHEEL_SPARK_JARS", "/opt/jars")
+    from dagster_project.resources import resources_from_env
+
+    assert resources_from_env()["engine"].spark_jars == "/opt/jars"  # type: ignore[attr-defined]
     monkeypatch.delenv("FLYWHEEL_ENGINE")
     assert Settings.from_env(engine="spark").engine == "spark"  # the cluster deployment's default
     assert Settings.from_env().engine == "embedded"
