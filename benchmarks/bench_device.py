@@ -43,7 +43,7 @@ SMOLVLM2_500M = {
     "vision": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
                "image_size": 512, "patch_size": 16},
     "scale_factor": 4,
-}  # with the text head tied to the embeddings (SmolLM2's): 356 M parameters at 16 layers, as measured offline
+}  # the text head tied to the token embeddings, as SmolLM2's (SmolVLA never decodes text with it)
 
 
 def full_layout_backbone(out: Path) -> Path:
