@@ -62,6 +62,7 @@ def run_shard(job: Path, log: Any) -> dict[str, Any]:
     import numpy as np
 
     from labelers.sharded import job_windows, shard_path
+    from transforms.ids import inside
 
     spec = read_jsonl(job / "job.jsonl")[0]
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -75,7 +76,8 @@ def run_shard(job: Path, log: Any) -> dict[str, Any]:
             options["device"] = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     labeler = make(spec["labeler"], spec["dataset_root"], options)
     mine = job_windows(job, rank, world)
-    windows = [window_from_dict(d, image=np.load(job / d["image"]) if "image" in d else None) for _, d in mine]
+    # the image paths come from the job's own file: still, none may leave the job folder
+    windows = [window_from_dict(d, image=np.load(inside(job, d["image"])) if "image" in d else None) for _, d in mine]
     log.info(f"worker {rank}/{world}: {labeler.name} {labeler.version} on {len(windows)} windows")
     results = labeler.label(windows)
     header = {"format": RESULTS_FORMAT, "labeler": labeler.name, "version": labeler.version, "rank": rank,
