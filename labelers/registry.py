@@ -73,6 +73,8 @@ def make_labeler(name: str, files: ChunkFiles, *, vlm_model_dir: str = "", env_d
     .labeler-envs/<name> of the project) through `launch` (default: a plain subprocess). With
     `workers` > 1 a model labeler runs as that many worker processes (labelers.sharded), its
     resumable shards under `jobs_dir`."""
+    if workers < 1:
+        raise ValueError(f"workers={workers}: use 1 (one process) or the number of GPUs/worker processes")
     if name == "kinematic":
         return KinematicLabeler()
     if workers > 1 and name in MODEL_LABELERS:

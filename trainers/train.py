@@ -39,6 +39,7 @@ from trainers.distributed import (
     average_gradients,
     barrier,
     broadcast_module,
+    from_env,
     global_size,
     local_batch,
     main_first,
@@ -390,8 +391,6 @@ OnBatch = Callable[[int, int, list[str]], None]  # (epoch, batch index in epoch,
 
 def _distributed(tc: TrainConfig) -> tuple[TrainConfig, Dist]:
     """The process group torchrun set up (one process without it), and this rank's device."""
-    from trainers.distributed import from_env
-
     d = from_env(tc.device)
     if d.active and tc.device.startswith("cuda"):
         torch.cuda.set_device(d.local_rank)

@@ -86,3 +86,11 @@ def test_a_failed_worker_is_named_and_the_job_kept(tmp_path: Path) -> None:
         labeler.label(_windows(4))
     job = next(tmp_path.iterdir())
     assert "holds no model" in (job / "worker-0.log").read_text()
+
+
+def test_workers_below_one_are_refused_by_name(twin_dir: Path) -> None:
+    from labelers.registry import make_labeler
+    from transforms.source import mirror_source
+
+    with pytest.raises(ValueError, match="workers=0"):
+        make_labeler("kinematic", mirror_source(twin_dir).fetch_chunk(0), workers=0)
