@@ -20,4 +20,4 @@ COPY --from=jars /src/.jars /opt/flywheel/.jars
 ENV DAGSTER_HOME=/opt/dagster/home FLYWHEEL_LAKE=/data/lakehouse FLYWHEEL_TWIN_DIR=/data/twin HF_HOME=/data/hf
 RUN mkdir -p $DAGSTER_HOME && cp deploy/dagster.yaml $DAGSTER_HOME/dagster.yaml && cp deploy/workspace.yaml /opt/dagster/workspace.yaml
 EXPOSE 4000 3000
-CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "dagster_project"]
+CMD ["dagster", "api", "grpc", "-h", "0.0.0.0", "-p", "4000", "-m", "dagster_project"]

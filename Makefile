@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test test-slow test-all bench lock ui clean labeler-env jars
+.PHONY: setup demo test test-slow test-all bench lock ui clean labeler-env jars deploy-local
 
 # delta-spark's jars for the Spark engine, from Maven Central, sha256 as pinned (deploy/delta-spark)
 JARS := .jars/delta-spark/.pinned-$(shell cat deploy/delta-spark/pom.xml deploy/delta-spark/SHA256SUMS | sha256sum | cut -c1-12)
@@ -64,5 +64,10 @@ ui: $(STAMP)
 	@echo "lineage with every group open: $$($(BIN)/python -m dagster_project.lineage http://127.0.0.1:$(UI_PORT))"
 	$(BIN)/dagster dev -m dagster_project -h 127.0.0.1 -p $(UI_PORT)
 
+# docker-compose.yml's services without Docker: PostgreSQL (needs Debian's `postgresql`), the code
+# server, the daemon and the webserver on http://127.0.0.1:$(UI_PORT), state under .deploy; Ctrl-C stops them.
+deploy-local: $(STAMP)
+	$(BIN)/flywheel deploy-local --ui-port $(UI_PORT)
+
 clean:
-	rm -rf lakehouse data .dagster_home
+	rm -rf lakehouse data .dagster_home .deploy

@@ -10,19 +10,20 @@ from flywheel.settings import Settings
 from lake import tables as T
 from transforms.pai_layout import chunk_key
 
-INGEST = dg.AssetSelection.assets("raw_chunks", "clip_index", "egomotion", "frames", "unicycle_targets",
-                                   "commander_labels", "webdataset_shards")
 
+@dg.sensor(minimum_interval_seconds=Settings.from_env().discovery_interval_s,
+           default_status=dg.DefaultSensorStatus.STOPPED)
+def new_chunks(context: dg.SensorEvaluationContext, source: PAISourceResource) -> dg.SensorResult | dg.SkipReason:
+    """Register a partition for every chunk the source has and the instance does not.
 
-@dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED, asset_selection=INGEST)
-def new_chunks(context: dg.SensorEvaluationContext, source: PAISourceResource) -> dg.SensorResult:
-    """Add a partition and an ingest run for every chunk the source has and the instance does not."""
+    Registration only: the incremental_backfill schedule runs what a partition lacks, so one place
+    launches ingest runs and can see what is already queued or running (it never doubles a run)."""
     known = set(context.instance.get_dynamic_partitions(chunks.name))
     new = [k for k in (chunk_key(c) for c in source.source().list_chunks()) if k not in known]
-    return dg.SensorResult(
-        dynamic_partitions_requests=[chunks.build_add_request(new)] if new else [],
-        run_requests=[dg.RunRequest(partition_key=k) for k in new],  # runs the sensor's asset_selection
-    )
+    if not new:
+        return dg.SkipReason(f"no new chunks at the source ({len(known)} registered)")
+    context.log.info(f"registering {len(new)} new chunk partitions: {', '.join(new)}")
+    return dg.SensorResult(dynamic_partitions_requests=[chunks.build_add_request(new)])
 
 
 # One turn of the flywheel: retrain on what the shards hold, evaluate, mine the failures, acquire.

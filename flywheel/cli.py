@@ -20,6 +20,9 @@
                                                     state, (a, κ), the logged future and every plan
   flywheel tables                                   row counts of the lake's tables
   flywheel demo                                     discover + materialize the graph + print the tables
+  flywheel deploy-local [--root .deploy --ui-port 3000 --code-port 4000 --pg-port P]
+                                                    the compose deployment without Docker: PostgreSQL,
+                                                    code server, daemon, webserver; Ctrl-C stops them
 """
 
 from __future__ import annotations
@@ -462,6 +465,18 @@ def cmd_turn(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy_local(args: argparse.Namespace) -> int:
+    """docker-compose.yml's services as local processes, without Docker: a PostgreSQL cluster of its own
+    (run, event-log and schedule storage), the code location's gRPC server (which runs the runs), the
+    daemon (sensors, schedules, run queue, run monitoring) and the webserver, with deploy/dagster.yaml
+    and deploy/workspace.yaml. State (cluster, DAGSTER_HOME, logs) stays under --root between starts.
+    Only the code server sees the FLYWHEEL_* settings and HF_TOKEN. Ctrl-C stops every process."""
+    from flywheel.deploy_local import LocalDeployment, run_until_interrupted
+
+    return run_until_interrupted(LocalDeployment(Path(args.root), ui_port=args.ui_port, code_port=args.code_port,
+                                                 pg_port=args.pg_port))
+
+
 class _Help(argparse.RawDescriptionHelpFormatter):
     """Descriptions keep their line breaks; every option's help already names its default."""
 
@@ -515,6 +530,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="open the recording in the Rerun viewer (default: open; --no-open on a machine without a display)")
     _command(sub, "tables", cmd_tables, "row counts of the lake tables")
     _command(sub, "demo", cmd_demo, "run the main job on the configured source")
+    dl = _command(sub, "deploy-local", cmd_deploy_local, "the compose deployment as local processes, without Docker")
+    dl.add_argument("--root", default=".deploy", help="where the cluster, DAGSTER_HOME and the logs live (default: .deploy)")
+    dl.add_argument("--ui-port", type=int, default=3000, help="the webserver's port (default: 3000)")
+    dl.add_argument("--code-port", type=int, default=4000, help="the code server's gRPC port (default: 4000)")
+    dl.add_argument("--pg-port", type=int, default=0, help="PostgreSQL's port on 127.0.0.1 (default: a free one)")
     return p
 
 

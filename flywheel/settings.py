@@ -37,6 +37,8 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (  # (variable, default, meaning)
      'else delta-rs; packages: delta-spark from Maven; off: delta-rs'),
     ('FLYWHEEL_SPARK_JARS', './.jars/delta-spark', 'the pinned delta-spark jars (`make setup` fetches them there)'),
     ("FLYWHEEL_RETRAIN_MIN_WINDOWS", "200", "new training windows since the last run that make the flywheel_turn sensor retrain"),
+    ("FLYWHEEL_BACKFILL_CRON", "0 * * * *", "when the incremental_backfill schedule ticks (cron, UTC)"),
+    ("FLYWHEEL_DISCOVERY_INTERVAL_S", "300", "seconds between the new_chunks sensor's looks at the source"),
 )
 
 SourceKind = Literal["twin", "mirror", "hub"]
@@ -71,6 +73,9 @@ class Settings:
     labelers: tuple[str, ...] = (DEFAULT_LABELER,)
     # the flywheel_turn sensor retrains once this many training windows arrived since the last run
     retrain_min_windows: int = 200
+    # when the incremental_backfill schedule ticks, and how often new_chunks looks at the source
+    backfill_cron: str = "0 * * * *"
+    discovery_interval_s: int = 300
 
     def __post_init__(self) -> None:
         for name in self.labelers:
@@ -84,6 +89,11 @@ class Settings:
             raise ValueError(f"FLYWHEEL_SOURCE={self.source!r}: choose one of {', '.join(SOURCE_KINDS)}")
         if self.retrain_min_windows < 1:
             raise ValueError(f"FLYWHEEL_RETRAIN_MIN_WINDOWS={self.retrain_min_windows}: must be >= 1")
+        if len(self.backfill_cron.split()) != 5:  # the fields themselves Dagster's schedule checks
+            raise ValueError(f"FLYWHEEL_BACKFILL_CRON={self.backfill_cron!r} is not a cron schedule: five fields, "
+                             "e.g. '0 * * * *' (hourly) or '*/10 * * * *'")
+        if self.discovery_interval_s < 1:
+            raise ValueError(f"FLYWHEEL_DISCOVERY_INTERVAL_S={self.discovery_interval_s}: must be >= 1")
         if self.source == "mirror" and not self.mirror_dir:
             raise ValueError("FLYWHEEL_SOURCE=mirror needs FLYWHEEL_MIRROR_DIR (a PAI-layout directory or HF cache)")
 
@@ -107,6 +117,8 @@ class Settings:
             spark_jars=e("FLYWHEEL_SPARK_JARS", ""),
             labelers=tuple(n.strip().lower() for n in (e("FLYWHEEL_LABELERS") or DEFAULT_LABELER).split(",") if n.strip()),
             retrain_min_windows=_num("FLYWHEEL_RETRAIN_MIN_WINDOWS", 200, int),
+            backfill_cron=(e("FLYWHEEL_BACKFILL_CRON") or "0 * * * *").strip(),
+            discovery_interval_s=_num("FLYWHEEL_DISCOVERY_INTERVAL_S", 300, int),
         )
 
     def features(self) -> tuple[str, ...]:

@@ -100,8 +100,14 @@ def test_instance_and_workspace_yaml_pass_dagsters_schemas(tmp_path: Path, monke
 
     for k in ("HOST", "USER", "PASSWORD", "DB"):
         monkeypatch.setenv(f"DAGSTER_POSTGRES_{k}", "x")
+    monkeypatch.setenv("DAGSTER_POSTGRES_PORT", "5432")
+    monkeypatch.setenv("DAGSTER_CODE_HOST", "code")
+    monkeypatch.setenv("DAGSTER_CODE_PORT", "4000")
     cfg, _ = dagster_instance_config(str(REPO / "deploy"))
     assert "postgres" in cfg["storage"] and cfg["concurrency"]["pools"]["default_limit"] == 1
+    # the launcher whose health check lets the run monitoring fail a run its code server lost
+    assert cfg["run_launcher"] == {"module": "flywheel.run_launcher", "class": "CodeServerRunLauncher"}
+    assert cfg["run_monitoring"]["enabled"] is True
     assert {"key": "flywheel/backfill", "limit": 2} in cfg["concurrency"]["runs"]["tag_concurrency_limits"]
     bad = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
     bad["concurrency"]["pools"]["default_limt"] = 1  # a typo is caught
@@ -111,8 +117,15 @@ def test_instance_and_workspace_yaml_pass_dagsters_schemas(tmp_path: Path, monke
     ws = yaml.safe_load((REPO / "deploy" / "workspace.yaml").read_text())
     ensure_workspace_config(ws, str(REPO / "deploy"))
     grpc = ws["load_from"][0]["grpc_server"]
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    assert grpc["host"] == "code" and str(grpc["port"]) in compose["services"]["code"]["command"]
+    assert grpc["host"] == {"env": "DAGSTER_CODE_HOST"} and grpc["port"] == {"env": "DAGSTER_CODE_PORT"}
+    # compose points the webserver and daemon at the code service, on the port its server listens on
+    svc = json.loads(_config(REPO / "docker-compose.yml").stdout)["services"]
+    code_cmd = svc["code"]["command"]
+    assert code_cmd[:3] == ["dagster", "api", "grpc"]  # not the proxy: see flywheel/run_launcher.py
+    for name in ("webserver", "daemon"):
+        env = svc[name]["environment"]
+        assert env["DAGSTER_CODE_HOST"] == "code" and env["DAGSTER_CODE_PORT"] == code_cmd[code_cmd.index("-p") + 1]
+        assert env["DAGSTER_POSTGRES_PORT"] == "5432"
 
 
 def test_dockerfile_installs_the_lock_and_the_instance_config() -> None:
@@ -123,3 +136,37 @@ def test_dockerfile_installs_the_lock_and_the_instance_config() -> None:
     assert "deploy/dagster.yaml $DAGSTER_HOME/dagster.yaml" in text and "deploy/workspace.yaml" in text
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".venv", "lakehouse", ".git"} <= set(ignored)  # the build context stays small and secret-free
+
+
+def test_run_launcher_health_check_gives_an_unreachable_server_the_benefit_of_the_doubt() -> None:
+    import dagster as dg
+    from dagster._core.launcher import WorkerStatus
+    from dagster._core.storage.tags import GRPC_INFO_TAG
+
+    from flywheel.run_launcher import CodeServerRunLauncher
+    from tests.conftest import free_port
+
+    launcher = CodeServerRunLauncher()
+    assert launcher.supports_check_run_worker_health
+    down = dg.DagsterRun(job_name="j", tags={GRPC_INFO_TAG: json.dumps({"host": "127.0.0.1", "port": free_port()})})
+    res = launcher.check_run_worker_health(down)  # nobody listens: a restart in progress is not a dead run
+    assert res.status == WorkerStatus.RUNNING and "unreachable" in res.msg
+    assert launcher.check_run_worker_health(dg.DagsterRun(job_name="j")).status == WorkerStatus.UNKNOWN
+
+
+def test_local_deployment_keeps_settings_and_token_to_the_code_server(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from flywheel import deploy_local as D
+
+    dep = D.LocalDeployment(tmp_path, code_port=4123, pg_port=5999,
+                            env={"PATH": "/bin", "HF_TOKEN": "hf_secret", "FLYWHEEL_LAKE": "/l"})
+    code, daemon = dep.dagster_env(code=True), dep.dagster_env()
+    assert code["HF_TOKEN"] == "hf_secret" and code["FLYWHEEL_LAKE"] == "/l"
+    assert "HF_TOKEN" not in daemon and "FLYWHEEL_LAKE" not in daemon
+    assert daemon["DAGSTER_CODE_PORT"] == "4123" and daemon["DAGSTER_POSTGRES_PORT"] == "5999"
+    assert daemon["DAGSTER_HOME"] == str(tmp_path.resolve() / "dagster_home")
+    # no server installed: the error says what to install
+    monkeypatch.setattr(D.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(D.shutil, "which", lambda name: None)
+    with pytest.raises(D.DeployError, match="apt-get install postgresql"):
+        D.pg_tool("postgres")

@@ -74,7 +74,7 @@ def test_one_turn_of_the_flywheel_on_the_twin(tmp_path: Path, monkeypatch: pytes
     # the discovery sensor registers the acquired chunk; its ingest adds the clips to the lake
     ctx = dg.build_sensor_context(instance=instance, resources={"source": source})
     result = new_chunks(ctx)
-    assert [r.partition_key for r in result.run_requests] == [f"chunk_{ACQUIRED_BASE}"]
+    assert result.dynamic_partitions_requests[0].partition_keys == [f"chunk_{ACQUIRED_BASE}"]
     instance.add_dynamic_partitions(CHUNKS_PARTITION, [f"chunk_{ACQUIRED_BASE}"])
     assert dg.materialize(CHUNK_ASSETS, partition_key=f"chunk_{ACQUIRED_BASE}", instance=instance, resources=res,
                           run_config=SMALL_SHARDS).success
@@ -129,7 +129,7 @@ def test_acquisitions_triage_a_mirror_into_the_folder_the_pipeline_ingests(twin_
     assert sum(r["bytes_fetched"] for r in rows) == meta["bytes_fetched"].value
     # the folder is the mirror the pipeline ingests: the new_chunks sensor finds the chunk there
     found = new_chunks(dg.build_sensor_context(instance=instance, resources={"source": res["source"]}))
-    assert [r.partition_key for r in found.run_requests] == [chosen[0]["chunk"]]
+    assert found.dynamic_partitions_requests[0].partition_keys == [chosen[0]["chunk"]]
     # a request is answered once: materializing again fetches nothing and keeps the lineage
     assert dg.materialize([flywheel.acquisitions], instance=instance, resources=res, run_config=run).success
     meta = instance.get_latest_materialization_event(dg.AssetKey("acquisitions")).asset_materialization.metadata
