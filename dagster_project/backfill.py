@@ -68,7 +68,7 @@ def turn_due(manifest: Sequence[Mapping], runs: Sequence[Mapping], *, min_window
     for r in manifest:
         sets.setdefault((r["labeler"] or "", r["labeler_version"] or ""), []).append(r)
     if not sets:
-        return TurnDue(False, 0, "no shards yet: ingest chunks first (the new_chunks sensor)", "")
+        return TurnDue(False, 0, "no shards yet: ingest chunks first (the new_chunks sensor and incremental_backfill)", "")
     key = (trained.get("labeler", ""), trained.get("labeler_version", ""))
     rows = sets.get(key) or max(sets.values(), key=lambda rs: sum(r["samples"] for r in rs if r["split"] == "train"))
     now = sum(r["samples"] for r in rows if r["split"] == "train")

@@ -34,7 +34,7 @@ TURN = dg.AssetSelection.assets("train_field_agent", "navsim_eval", "hard_exampl
 def flywheel_turn(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SkipReason | dg.RunRequest:
     """Turn the flywheel (train → navsim_eval → hard_examples → acquisitions) once enough new training
     windows have arrived since the last training run (FLYWHEEL_RETRAIN_MIN_WINDOWS, default 200); what
-    the turn acquires, new_chunks then ingests, and the next turn trains on."""
+    the turn acquires, new_chunks registers, incremental_backfill ingests, and the next turn trains on."""
     due = turn_due(lake.read(T.SHARD_MANIFEST).to_pylist(), lake.read(T.TRAINING_RUNS).to_pylist(),
                    min_windows=Settings.from_env().retrain_min_windows)
     if not due.due:

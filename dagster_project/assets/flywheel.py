@@ -149,7 +149,8 @@ def acquisitions(context: dg.AssetExecutionContext, config: AcquisitionsConfig, 
     chunks = sorted({r["chunk"] for r in rows if r["chunk"]})
     clips = [r for r in rows if r["clip_id"]]
     context.log.info(f"{method}: {len(clips)} clips in {len(chunks)} chunks for {request.request_id} "
-                     f"(run {request.run_id}); the new_chunks sensor (or `flywheel discover`) registers them")
+                     f"(run {request.run_id}); the new_chunks sensor (or `flywheel discover`) registers them, "
+                     "incremental_backfill ingests them")
     return dg.MaterializeResult(metadata={
         "method": method, "request_id": request.request_id, "run_id": request.run_id, "chunks": ", ".join(chunks),
         "clips": len(clips), "windows": sum(r["windows"] or 0 for r in clips),
