@@ -86,3 +86,19 @@ def test_the_twin_reports_a_progress_line_per_chunk(tmp_path: Path) -> None:
     write_twin(tmp_path / "twin", TwinConfig(chunks=2, clips_per_chunk=1, seconds=8.0, width=64, height=36),
                log=lines.append)
     assert lines == ["progress twin_chunks 1/2", "progress twin_chunks 2/2"]
+
+
+def test_the_automation_settings_refuse_a_bad_value_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flywheel.settings import Settings
+
+    monkeypatch.setenv("FLYWHEEL_BACKFILL_CRON", "*/10 * * * *")
+    monkeypatch.setenv("FLYWHEEL_DISCOVERY_INTERVAL_S", "30")
+    s = Settings.from_env()
+    assert (s.backfill_cron, s.discovery_interval_s) == ("*/10 * * * *", 30)
+    monkeypatch.setenv("FLYWHEEL_BACKFILL_CRON", "hourly")
+    with pytest.raises(ValueError, match="FLYWHEEL_BACKFILL_CRON='hourly'"):
+        Settings.from_env()
+    monkeypatch.setenv("FLYWHEEL_BACKFILL_CRON", "0 * * * *")
+    monkeypatch.setenv("FLYWHEEL_DISCOVERY_INTERVAL_S", "0")
+    with pytest.raises(ValueError, match="FLYWHEEL_DISCOVERY_INTERVAL_S=0"):
+        Settings.from_env()
