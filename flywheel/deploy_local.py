@@ -48,6 +48,7 @@ def pg_tool(name: str) -> str:
 
 
 def free_port() -> int:
+    """A TCP port nobody listens on now (for the servers this starts, and the tests')."""
     import socket
 
     with socket.socket() as s:

@@ -6,7 +6,6 @@ import io
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from flywheel.deploy_local import free_port  # noqa: F401 - the tests' servers take ports the deployment's way
 from transforms.twin.writer import TwinConfig, write_twin
 
 # Small enough to generate in seconds, long enough (10 s) for windows, two chunks for partitions.
@@ -50,13 +50,6 @@ def rewrite_zip(path: Path, edit: ZipEdit) -> None:
             zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data,
                         compress_type=zipfile.ZIP_STORED if name.endswith(".mp4") else zipfile.ZIP_DEFLATED)
     path.write_bytes(buf.getvalue())
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now (for servers a test starts)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
